@@ -1,0 +1,67 @@
+# ptc-sync developer commands. Every target builds what it needs: a fresh machine runs
+#   make demo   # the sync on a local testbed (real registry + emulated ECR), no AWS account
+#   make test   # lint, type checks and the whole test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# sam finds python3.13 on PATH: the venv's interpreter is one
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help
+help:
+	@echo "make demo        run the sync locally on the testbed (registry on loopback + emulated ECR)"
+	@echo "make test        ruff, mypy and pytest (what CI runs, with validate and build)"
+	@echo "make lint        ruff check and ruff format --check"
+	@echo "make format      ruff format and ruff check --fix"
+	@echo "make typecheck   mypy --strict on the shared package"
+	@echo "make validate    sam validate --lint"
+	@echo "make build       sam build (python3.13, arm64)"
+	@echo "make bench       registry client benchmark"
+	@echo "make clean       remove the venv and build output"
+
+$(STAMP): pyproject.toml
+	@py=$$(scripts/find-python313) && echo "creating $(VENV) with $$py" && "$$py" -m venv --clear $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: venv system-deps
+venv: $(STAMP)
+system-deps:
+	@scripts/ensure-system-deps
+
+.PHONY: lint format typecheck
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+.PHONY: test pytest
+test: lint typecheck pytest
+pytest: $(STAMP) system-deps
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: validate build
+validate: $(STAMP)
+	$(VENV)/bin/sam validate --lint --region us-east-1
+build: $(STAMP)
+	$(VENV)/bin/sam build
+
+.PHONY: demo bench
+demo: $(STAMP) system-deps
+	$(PY) -m testbed.demo
+bench: $(STAMP) system-deps
+	$(PY) -m bench.registry_check
+
+.PHONY: clean
+clean:
+	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache

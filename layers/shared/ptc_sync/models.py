@@ -1,0 +1,187 @@
+"""The core vocabulary: pull-through cache rules, cached tags, upstream references, outcomes.
+
+Pure data, no I/O. Every adapter speaks in these types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Final
+
+DIGEST_RE: Final = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
+
+
+class InvalidDigestError(ValueError):
+    pass
+
+
+def validate_digest(value: str) -> str:
+    """Return ``value`` if it is a well-formed sha256/sha512 digest, else raise InvalidDigestError."""
+    if not DIGEST_RE.fullmatch(value):
+        raise InvalidDigestError(f"malformed digest {value[:80]!r}")
+    return value
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def short_digest(digest: str) -> str:
+    """``sha256:0123456789ab…`` → ``0123456789ab`` (the 12 hex characters chat and logs show)."""
+    return digest.partition(":")[2][:12] or digest[:12]
+
+
+class UpstreamKind(StrEnum):
+    """ECR's ``UpstreamRegistry`` enum."""
+
+    ECR_PUBLIC = "ecr-public"
+    K8S = "k8s"
+    QUAY = "quay"
+    DOCKER_HUB = "docker-hub"
+    GITHUB = "github-container-registry"
+    AZURE = "azure-container-registry"
+    GITLAB = "gitlab-container-registry"
+    CHAINGUARD = "chainguard"
+    ECR = "ecr"
+
+
+@dataclass(frozen=True, slots=True)
+class PullThroughCacheRule:
+    """One ``DescribePullThroughCacheRules`` entry."""
+
+    prefix: str  # ecrRepositoryPrefix; "ROOT" for a rule that covers the whole registry
+    upstream_registry: UpstreamKind
+    upstream_url: str  # upstreamRegistryUrl as ECR returns it (a host, no scheme)
+    registry_id: str = ""
+    credential_arn: str | None = None
+    custom_role_arn: str | None = None
+    upstream_repository_prefix: str | None = None  # ECR-to-ECR only; "ROOT" means none
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRef:
+    """Where a cached repository's images come from: built only from a rule, never from an event."""
+
+    host: str  # e.g. registry-1.docker.io
+    repository: str  # e.g. library/alpine
+    kind: UpstreamKind
+    rule_prefix: str
+    credential_arn: str | None = None
+    custom_role_arn: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.repository}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedDigest:
+    """What upstream says a tag points at now."""
+
+    digest: str
+    media_type: str
+
+
+class TagMutability(StrEnum):
+    MUTABLE = "MUTABLE"
+    IMMUTABLE = "IMMUTABLE"
+    MUTABLE_WITH_EXCLUSION = "MUTABLE_WITH_EXCLUSION"
+    IMMUTABLE_WITH_EXCLUSION = "IMMUTABLE_WITH_EXCLUSION"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRepository:
+    name: str
+    arn: str
+    registry_id: str
+    rule: PullThroughCacheRule
+    tag_mutability: TagMutability = TagMutability.MUTABLE
+    mutability_exclusions: tuple[str, ...] = ()  # wildcard filters from imageTagMutabilityExclusionFilters
+
+
+@dataclass(frozen=True, slots=True)
+class CachedTag:
+    """One tag of one cached repository, as DescribeImages reports it."""
+
+    repository: str
+    tag: str
+    digest: str
+    media_type: str
+    pushed_at: datetime | None = None
+    last_pulled_at: datetime | None = None
+    size_bytes: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class Outcome(StrEnum):
+    """Exactly one per checked tag."""
+
+    FRESH = "fresh"
+    STALE = "stale"
+    REFRESHED = "refreshed"
+    REFRESH_FAILED = "refresh_failed"
+    UPSTREAM_MISSING = "upstream_missing"
+    UPSTREAM_ERROR = "upstream_error"
+    RATE_LIMITED = "rate_limited"
+    IMMUTABLE = "immutable"
+    SKIPPED = "skipped"
+
+    @property
+    def notable(self) -> bool:
+        return self not in {Outcome.FRESH, Outcome.SKIPPED}
+
+
+@dataclass(frozen=True, slots=True)
+class TagResult:
+    repository: str
+    tag: str
+    rule_prefix: str
+    outcome: Outcome
+    cached_digest: str | None = None
+    upstream_digest: str | None = None
+    platforms: tuple[str, ...] = ()  # "linux/amd64", … for what the tag carries now
+    reason: str = ""  # for failures: the step and the error, precise enough to act on
+    stale_since: datetime | None = None  # when the upstream digest was first seen differing
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def image(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitStatus:
+    """An upstream's pull budget as its ``ratelimit-*`` headers last reported it (None: no headers)."""
+
+    host: str
+    limit: int | None = None
+    remaining: int | None = None
+    window_seconds: int | None = None
+    source: str | None = None  # docker-ratelimit-source
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """Everything one sync run did, for the SNS message, the metrics and the logs."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    dry_run: bool
+    results: tuple[TagResult, ...]
+    rate_limits: tuple[RateLimitStatus, ...] = ()
+    errors: tuple[str, ...] = ()  # run-level problems (a rule whose discovery failed, ...)
+    region: str = ""
+    account_id: str = ""
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome is outcome)
+
+    @property
+    def notable(self) -> bool:
+        return bool(self.errors) or any(r.outcome.notable for r in self.results)

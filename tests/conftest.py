@@ -1,0 +1,85 @@
+"""Shared fixtures: real registries on loopback, image pushers, Lambda handler loading."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from testbed.images import ImagePusher
+from testbed.registry import RegistryServer
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY_USER = ("ptc-user", "ptc-s3cret-password")
+
+# No test reaches a real AWS account: credentials are fake and the region fixed before boto3 loads.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # moto's fake
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_SERVICE_NAME": "ptc-sync",
+        "POWERTOOLS_METRICS_NAMESPACE": "PtcSync",
+    }
+)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """An anonymous distribution registry shared by the session (tests use their own repositories)."""
+    with RegistryServer(tmp_path_factory.mktemp("registry")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A registry behind htpasswd Basic auth (user/password: REGISTRY_USER)."""
+    with RegistryServer(tmp_path_factory.mktemp("auth-registry"), users=dict([REGISTRY_USER])) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    """A registry of this test's own, for tests that need an empty or disposable upstream."""
+    with RegistryServer(tmp_path / "registry") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pusher(registry: RegistryServer) -> ImagePusher:
+    return ImagePusher(registry.url)
+
+
+@pytest.fixture(scope="session")
+def auth_pusher(auth_registry: RegistryServer) -> ImagePusher:
+    return ImagePusher(auth_registry.url, auth=REGISTRY_USER)
+
+
+@pytest.fixture
+def unique_repo(request: pytest.FixtureRequest) -> str:
+    """A repository name of this test's own in the shared registry."""
+    name = request.node.name.lower()
+    cleaned = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:60]
+    return f"t/{cleaned}-{os.urandom(3).hex()}"
+
+
+def load_handler(function: str) -> ModuleType:
+    """Import ``functions/<function>/app.py`` the way Lambda does (module ``app``), under a unique name."""
+    path = ROOT / "functions" / function / "app.py"
+    name = f"ptc_handler_{function.replace('-', '_')}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None, path
+    assert spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
