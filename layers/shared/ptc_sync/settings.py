@@ -1,0 +1,101 @@
+"""Settings from the function's environment, validated once per container.
+
+Every setting is a ``PTC_*`` environment variable set by template.yaml. A bad value stops the
+function at its first invocation with an error that names the variable, the value and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "PTC_"
+PREFIX_RE = re.compile(r"^(ROOT|[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)$")
+TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
+
+
+class SettingsError(ValueError):
+    """Raised at cold start when the environment holds a bad setting; the message names it."""
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _flag(value: Any) -> Any:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"true", "1", "yes"}:
+            return True
+        if lowered in {"false", "0", "no", ""}:
+            return False
+    return value
+
+
+CsvList = Annotated[tuple[str, ...], BeforeValidator(_csv)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
+class SyncSettings(BaseModel):
+    """What the sync does and where it reports. Field ``x_y`` is environment variable ``PTC_X_Y``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic_arn: str | None = None
+    dry_run: Flag = False
+    notify_always: Flag = False
+    rule_prefixes: CsvList = ()
+    repository_include: CsvList = ()
+    repository_exclude: CsvList = ()
+    tag_include: CsvList = ()
+    tag_exclude: CsvList = ()
+    pulled_within_days: int = Field(default=0, ge=0, le=3650)
+    keep_generations: int = Field(default=1, ge=0, le=10)
+    verify_timeout_seconds: float = Field(default=120, ge=1, le=900)
+    verify_poll_seconds: float = Field(default=2, gt=0, le=60)
+    rate_limit_reserve: int = Field(default=10, ge=0)
+    check_concurrency: int = Field(default=32, ge=1, le=256)
+    refresh_concurrency: int = Field(default=4, ge=1, le=32)
+    max_refreshes_per_run: int = Field(default=200, ge=0)
+    region: str = ""
+    account_id: str = ""
+
+    @field_validator("rule_prefixes")
+    @classmethod
+    def _prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            if not PREFIX_RE.fullmatch(prefix):
+                raise ValueError(f"{prefix!r} is not an ECR repository prefix (or ROOT)")
+        return value
+
+    @field_validator("topic_arn")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value == "":
+            return None
+        if value is not None and not TOPIC_ARN_RE.fullmatch(value):
+            raise ValueError("not an SNS topic ARN")
+        return value
+
+
+def load_settings(environ: Mapping[str, str]) -> SyncSettings:
+    """Read ``PTC_*`` variables (unknown ones are an error: a typo must not be silently ignored)."""
+    values: dict[str, str] = {
+        key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)
+    }
+    values.setdefault("region", environ.get("AWS_REGION", environ.get("AWS_DEFAULT_REGION", "")))
+    try:
+        return SyncSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
+            shown = values.get(loc, "")
+            problems.append(f"{name}={shown!r}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
