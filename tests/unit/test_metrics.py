@@ -1,0 +1,290 @@
+"""EMF blobs per run (totals, per rule, per upstream host) and one log line per non-fresh tag."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aws_lambda_powertools import Logger
+
+from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes, oldest_staleness_seconds
+from ptc_sync.models import Outcome, RateLimitStatus, RunReport, TagResult
+
+FINISHED = datetime.now(UTC).replace(microsecond=0)
+FINISHED_MS = int(FINISHED.timestamp() * 1000)
+COUNT_METRICS = [
+    "TagsChecked",
+    "TagsStale",
+    "TagsRefreshed",
+    "RefreshFailed",
+    "UpstreamErrors",
+    "UpstreamMissing",
+    "RateLimited",
+    "Immutable",
+]
+
+
+def result(
+    outcome: Outcome,
+    rule: str = "docker-hub",
+    tag: str = "lts",
+    stale_for: timedelta | None = None,
+    **fields: Any,
+) -> TagResult:
+    return TagResult(
+        repository=f"{rule}/library/node",
+        tag=tag,
+        rule_prefix=rule,
+        outcome=outcome,
+        stale_since=FINISHED - stale_for if stale_for is not None else None,
+        **fields,
+    )
+
+
+def run(*results: TagResult, **fields: Any) -> RunReport:
+    values: dict[str, Any] = {
+        "run_id": "run-7",
+        "started_at": FINISHED - timedelta(minutes=1),
+        "finished_at": FINISHED,
+        "dry_run": False,
+        "results": results,
+    }
+    values.update(fields)
+    return RunReport(**values)
+
+
+def emitted(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+
+
+def directive(blob: dict[str, Any]) -> dict[str, Any]:
+    [only] = blob["_aws"]["CloudWatchMetrics"]
+    return only  # type: ignore[no-any-return]
+
+
+def units(blob: dict[str, Any]) -> dict[str, str]:
+    return {metric["Name"]: metric["Unit"] for metric in directive(blob)["Metrics"]}
+
+
+def blob_with(blobs: list[dict[str, Any]], dimension: str, value: str) -> dict[str, Any]:
+    [match] = [blob for blob in blobs if blob.get(dimension) == value]
+    return match
+
+
+@pytest.fixture
+def mixed_run() -> RunReport:
+    return run(
+        result(Outcome.REFRESHED, tag="lts", stale_for=timedelta(days=3)),
+        result(Outcome.REFRESH_FAILED, tag="22", stale_for=timedelta(hours=5)),
+        result(Outcome.STALE, tag="20", stale_for=timedelta(hours=2)),
+        result(Outcome.FRESH, tag="18"),
+        result(Outcome.UPSTREAM_ERROR, rule="quay", tag="1"),
+        result(Outcome.UPSTREAM_MISSING, rule="quay", tag="2"),
+        result(Outcome.RATE_LIMITED, rule="quay", tag="3"),
+        result(Outcome.IMMUTABLE, rule="quay", tag="4", stale_for=timedelta(minutes=30)),
+        rate_limits=(
+            RateLimitStatus("registry-1.docker.io", limit=100, remaining=87, window_seconds=21600),
+            RateLimitStatus("quay.io"),
+        ),
+        errors=("rule ghcr: AccessDeniedException",),
+    )
+
+
+def test_run_totals_blob_has_only_the_service_dimension(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emit_run_metrics(mixed_run, service="ptc-sync")
+
+    totals = emitted(capsys)[0]
+    assert directive(totals)["Namespace"] == "PtcSync"
+    assert directive(totals)["Dimensions"] == [["service"]]
+    assert totals["service"] == "ptc-sync"
+    assert "RulePrefix" not in totals
+    assert totals["_aws"]["Timestamp"] == FINISHED_MS
+    assert units(totals) == {
+        **dict.fromkeys(COUNT_METRICS, "Count"),
+        "OldestStalenessSeconds": "Seconds",
+        "RunErrors": "Count",
+    }
+    assert totals["TagsChecked"] == [8.0]
+    assert totals["TagsStale"] == [4.0]
+    assert totals["TagsRefreshed"] == [1.0]
+    assert totals["RefreshFailed"] == [1.0]
+    assert totals["UpstreamErrors"] == [1.0]
+    assert totals["UpstreamMissing"] == [1.0]
+    assert totals["RateLimited"] == [1.0]
+    assert totals["Immutable"] == [1.0]
+    assert totals["OldestStalenessSeconds"] == [5 * 3600.0]
+    assert totals["RunErrors"] == [1.0]
+
+
+def test_one_blob_per_rule_prefix_with_the_rule_dimension(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emit_run_metrics(mixed_run, service="ptc-sync")
+
+    rule_blobs = [blob for blob in emitted(capsys) if "RulePrefix" in blob]
+    assert sorted(blob["RulePrefix"] for blob in rule_blobs) == ["docker-hub", "quay"]
+
+    docker_hub = blob_with(rule_blobs, "RulePrefix", "docker-hub")
+    assert directive(docker_hub)["Namespace"] == "PtcSync"
+    assert directive(docker_hub)["Dimensions"] == [["RulePrefix", "service"]]
+    assert docker_hub["service"] == "ptc-sync"
+    assert docker_hub["_aws"]["Timestamp"] == FINISHED_MS
+    assert "RunErrors" not in units(docker_hub)
+    assert docker_hub["TagsChecked"] == [4.0]
+    assert docker_hub["TagsStale"] == [3.0]
+    assert docker_hub["TagsRefreshed"] == [1.0]
+    assert docker_hub["RefreshFailed"] == [1.0]
+    assert docker_hub["UpstreamErrors"] == [0.0]
+    assert docker_hub["OldestStalenessSeconds"] == [5 * 3600.0]
+
+    quay = blob_with(rule_blobs, "RulePrefix", "quay")
+    assert quay["TagsChecked"] == [4.0]
+    assert quay["TagsStale"] == [1.0]
+    assert quay["TagsRefreshed"] == [0.0]
+    assert quay["UpstreamErrors"] == [1.0]
+    assert quay["UpstreamMissing"] == [1.0]
+    assert quay["RateLimited"] == [1.0]
+    assert quay["Immutable"] == [1.0]
+    assert quay["OldestStalenessSeconds"] == [1800.0]
+
+
+def test_rate_limit_remaining_per_upstream_host_that_reported_one(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emit_run_metrics(mixed_run, service="ptc-sync")
+
+    host_blobs = [blob for blob in emitted(capsys) if "UpstreamHost" in blob]
+    [docker_hub] = host_blobs
+    assert docker_hub["UpstreamHost"] == "registry-1.docker.io"
+    assert directive(docker_hub)["Dimensions"] == [["UpstreamHost", "service"]]
+    assert units(docker_hub) == {"RateLimitRemaining": "Count"}
+    assert docker_hub["RateLimitRemaining"] == [87.0]
+
+
+def test_blob_count_is_totals_plus_rules_plus_hosts(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emit_run_metrics(mixed_run, service="ptc-sync")
+
+    assert len(emitted(capsys)) == 1 + 2 + 1
+
+
+def test_namespace_and_service_are_configurable(capsys: pytest.CaptureFixture[str]) -> None:
+    emit_run_metrics(run(result(Outcome.FRESH)), namespace="Platform/Ecr", service="ptc-sync-staging")
+
+    blobs = emitted(capsys)
+    assert [directive(blob)["Namespace"] for blob in blobs] == ["Platform/Ecr", "Platform/Ecr"]
+    assert [blob["service"] for blob in blobs] == ["ptc-sync-staging", "ptc-sync-staging"]
+
+
+def test_service_defaults_to_the_powertools_service_name(capsys: pytest.CaptureFixture[str]) -> None:
+    emit_run_metrics(run(result(Outcome.FRESH)))
+
+    assert [blob["service"] for blob in emitted(capsys)] == ["ptc-sync", "ptc-sync"]
+
+
+def test_empty_run_still_reports_totals(capsys: pytest.CaptureFixture[str]) -> None:
+    emit_run_metrics(run(errors=("rule quay: discovery failed",)), service="ptc-sync")
+
+    [totals] = emitted(capsys)
+    assert totals["TagsChecked"] == [0.0]
+    assert totals["OldestStalenessSeconds"] == [0.0]
+    assert totals["RunErrors"] == [1.0]
+
+
+def test_staleness_ignores_refreshed_and_fresh_tags() -> None:
+    results = [
+        result(Outcome.REFRESHED, stale_for=timedelta(days=9)),
+        result(Outcome.FRESH, stale_for=timedelta(days=8)),
+        result(Outcome.RATE_LIMITED, stale_for=timedelta(hours=7)),
+        result(Outcome.STALE, stale_for=None),
+    ]
+
+    assert oldest_staleness_seconds(results, FINISHED) == 7 * 3600.0
+
+
+def test_staleness_never_goes_negative() -> None:
+    assert (
+        oldest_staleness_seconds([result(Outcome.STALE, stale_for=timedelta(seconds=-30))], FINISHED) == 0.0
+    )
+
+
+def test_metrics_disabled_prints_nothing(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+
+    emit_run_metrics(mixed_run, service="ptc-sync")
+
+    assert emitted(capsys) == []
+
+
+# --- structured log lines ---------------------------------------------------------------------
+
+
+def log_lines(report: RunReport) -> tuple[int, list[dict[str, Any]]]:
+    stream = io.StringIO()
+    logger = Logger(service=f"test-{uuid.uuid4().hex}", stream=stream)
+    logged = log_tag_outcomes(report, logger)
+    return logged, [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_one_log_line_per_tag_that_is_not_fresh(mixed_run: RunReport) -> None:
+    logged, lines = log_lines(mixed_run)
+
+    assert logged == 7
+    assert len(lines) == 7
+    assert [line["tag"] for line in lines] == ["lts", "22", "20", "1", "2", "3", "4"]
+
+
+def test_log_line_carries_the_tag_fields() -> None:
+    failed = result(
+        Outcome.REFRESH_FAILED,
+        tag="22",
+        stale_for=timedelta(hours=5),
+        cached_digest="sha256:" + "a" * 64,
+        upstream_digest="sha256:" + "b" * 64,
+        reason="verify: digest mismatch",
+    )
+
+    _, [line] = log_lines(run(failed))
+
+    assert line["level"] == "ERROR"
+    assert line["message"] == "docker-hub/library/node:22: refresh_failed"
+    assert line["repository"] == "docker-hub/library/node"
+    assert line["tag"] == "22"
+    assert line["outcome"] == "refresh_failed"
+    assert line["cached_digest"] == "sha256:" + "a" * 64
+    assert line["upstream_digest"] == "sha256:" + "b" * 64
+    assert line["reason"] == "verify: digest mismatch"
+    assert line["rule"] == "docker-hub"
+    assert line["run_id"] == "run-7"
+    assert line["dry_run"] is False
+    assert line["stale_for_seconds"] == 5 * 3600
+
+
+@pytest.mark.parametrize(
+    ("outcome", "level"),
+    [
+        (Outcome.REFRESH_FAILED, "ERROR"),
+        (Outcome.UPSTREAM_ERROR, "ERROR"),
+        (Outcome.STALE, "WARNING"),
+        (Outcome.UPSTREAM_MISSING, "WARNING"),
+        (Outcome.RATE_LIMITED, "WARNING"),
+        (Outcome.IMMUTABLE, "WARNING"),
+        (Outcome.REFRESHED, "INFO"),
+        (Outcome.SKIPPED, "INFO"),
+    ],
+)
+def test_log_level_follows_the_outcome(outcome: Outcome, level: str) -> None:
+    _, [line] = log_lines(run(result(outcome)))
+
+    assert line["level"] == level
+    assert line["outcome"] == outcome.value
+    assert "stale_for_seconds" not in line
