@@ -1,0 +1,1650 @@
+"""Amazon ECR pull-through cache (PTC) emulation on top of moto: test and demo infrastructure.
+
+Not shipped in the Lambda layer. While moto's ``mock_aws()`` is active in this process,
+
+    with mock_aws(), PullThroughCacheEmulator({"registry-1.docker.io": registry.url}) as ptc:
+        ecr = boto3.client("ecr")
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="docker-hub", ...)
+        ecr.batch_get_image(repositoryName="docker-hub/library/alpine", imageIds=[{"imageTag": "3"}])
+
+makes moto's ECR behave like ECR with pull-through cache, importing from real registries over the
+distribution HTTP API. Real-looking upstream hosts are mapped to loopback registries by the
+``upstreams`` argument; nothing else is ever contacted (a host that is not mapped is unreachable).
+
+What is emulated (facts from shared/docs/ecr-facts.md; "inferred" = not documented by AWS, chosen here)
+- Rule APIs Create/Describe/Delete/Update/ValidatePullThroughCacheRule with the request and response
+  fields of botocore's ECR model: prefix length 2-30 and pattern or ``ROOT``, the ``credentialArn``
+  pattern, ``upstreamRegistry`` enum, ``createdAt``/``updatedAt``, describe pagination (maxResults
+  1-1000, nextToken), PullThroughCacheRuleAlreadyExists/NotFound, SecretNotFound. Documented.
+  Inferred: credentials are required for docker-hub, github, azure, gitlab, chainguard and refused
+  for the others; ``customRoleArn`` is required for, and ``upstreamRepositoryPrefix`` only allowed
+  for, ``ecr``; the URL must be the enum's registry host; constraint violations of the model
+  (length, pattern, enum, range) raise ValidationException, semantic ones InvalidParameterException;
+  at most 50 rules (LimitExceededException); a trailing ``/`` of the prefix is dropped.
+- BatchGetImage by tag in a repository under a rule's prefix imports from upstream when the tag is
+  absent from the cache (the repository is created on first successful import): the exact manifest
+  bytes, so the digest is the sha256 of those bytes; an index also imports every manifest it lists
+  (stored by digest, untagged). Documented. The name maps to upstream as prefix + "/" + path
+  (``ROOT``: the whole name; ``ecr`` rules put ``upstreamRepositoryPrefix`` in front unless ROOT).
+  Inferred: a docker-hub name without a namespace (``docker-hub/alpine``) fails with ImageNotFound
+  (Docker Hub needs ``library/``); upstream answers map to failure codes of the model's
+  ImageFailureCode enum (404 ImageNotFound, 401/403 UpstreamAccessDenied, 429
+  UpstreamTooManyRequests, anything else UpstreamUnavailable); a secret that is missing or not JSON
+  with ``username``/``accessToken`` raises UnableToGetUpstreamImageException.
+- Pull by digest never reaches upstream: a digest never cached is ImageNotFound (#2837). Documented.
+- acceptedMediaTypes (default: the three the API reference lists, so no index types): an image of
+  another type gives failure ``UnsupportedImageType`` (that code is not in the model's enum; inferred
+  from real ECR answers). Inferred and deliberately strict: a fresh import whose upstream type is not
+  accepted stores nothing. Schema 1 conversion is not emulated.
+- The 24-hour rule: a cached tag is re-checked upstream only when pulled by tag more than 24 h after
+  its last check (or its push, if never checked); within 24 h the cached copy is served even if
+  upstream moved; if the re-check fails the cached copy is served and the next pull re-checks.
+  An IMMUTABLE tag (IMMUTABLE, or not excluded / excluded per the *_WITH_EXCLUSION filters, which
+  are matched as wildcards) is never moved by a re-check. Documented; the exact baseline of the 24 h
+  (last check, PutImage counts as a check) is inferred. All timestamps come from ``clock``.
+- PutImage everywhere stores sha256 of the exact manifest bytes (moto's are synthetic): imageDigest
+  must match (ImageDigestDoesNotMatchException); a tag of an IMMUTABLE repository raises
+  ImageTagAlreadyExistsException (moto raises ImageAlreadyExistsException and matches exclusion
+  filters as regular expressions); referenced layers must exist (LayersNotFoundException) and an
+  index's manifests too (ReferencedImagesNotFoundException), ``strict_put_image_layers=False`` turns
+  that off. A blob referenced by any image of the repository counts as present (inferred for PTC
+  repositories, whose layers arrive lazily). Moving a tag leaves the old image untagged, as real ECR
+  does (moto deletes it). BatchGetImage returns the stored bytes unchanged.
+- GetDownloadUrlForLayer (moto lacks it): for a blob referenced by an image of the repository; in a
+  PTC repository a blob not yet cached is imported from upstream and recorded in ``imported_layers``.
+  Unreferenced but uploaded: LayerInaccessibleException; unknown: LayersNotFoundException; upstream
+  failure: UnableToGetUpstreamLayerException. The returned ``downloadUrl`` is a placeholder in the
+  shape of ECR's S3 URL and cannot be fetched.
+- DescribeImages (replacing moto's): imageIds, filter.tagStatus, maxResults/nextToken,
+  lastRecordedPullTime (moto lacks it; set to the clock on every successful BatchGetImage, which is
+  more exact than ECR's "at least once every 24 hours"), imagePushedAt from the clock,
+  imageManifestMediaType, artifactMediaType (the config's type), imageSizeInBytes (inferred: sum of
+  the layer sizes; for an index the largest of its manifests, as the model documents).
+- BatchDeleteImage (replacing moto's, which reports nothing for untagged images): the only tag
+  deletes the image, one tag of several keeps it (documented); by digest deletes the image and its
+  tags, refused with ImageReferencedByManifestList while an index of the repository lists it.
+- "Import in background": the first pull of a not-yet-cached tag fetches upstream but answers with a
+  failure (default UpstreamUnavailable, reason says it timed out) or raises, and the image appears
+  after N later DescribeImages/BatchGetImage calls on the repository or once the clock passes a
+  time. The failure code real ECR gives in that case is not documented (seed article: the first
+  request failed or timed out).
+- An ``ECR Pull Through Cache Action`` event (source ``aws.ecr``) on the moto default event bus for
+  each import and each failed import or failed re-check, with the documented detail fields.
+  Inferred: ``sync-status`` is ``FAILED`` on failure, failure-code/-reason only on failure,
+  image-digest only on success, ``rule-version`` counts updates of the rule from "1".
+
+Not emulated: repository creation templates (created repositories are MUTABLE, AES256), IAM
+(``customRoleArn`` is only checked for shape and account; ``ecr`` upstreams are read anonymously),
+cross-account registryId (InvalidParameterException), schema 1, ECR Image Action events, throttling.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, ClassVar, Final, Protocol, Self
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import urllib3
+from moto.core.exceptions import JsonRESTError, ServiceException
+from moto.core.responses import ActionResult
+from moto.ecr.exceptions import (
+    ImageAlreadyExistsException,
+    ImageNotFoundException,
+    RepositoryNotFoundException,
+)
+from moto.ecr.models import ECRBackend, Image, Repository, ecr_backends
+from moto.ecr.responses import ECRResponse
+
+from ptc_sync import mediatypes as mt
+from ptc_sync.models import sha256_digest
+
+DEFAULT_ACCOUNT_ID: Final = "123456789012"  # moto's default account
+DEFAULT_REGION: Final = "us-east-1"
+REFRESH_INTERVAL: Final = timedelta(hours=24)
+MAX_RULES: Final = 50
+
+EVENT_SOURCE: Final = "aws.ecr"
+EVENT_DETAIL_TYPE: Final = "ECR Pull Through Cache Action"
+SYNC_SUCCESS: Final = "SUCCESS"
+SYNC_FAILED: Final = "FAILED"
+
+SCHEMA1: Final = "application/vnd.docker.distribution.manifest.v1+json"
+# What BatchGetImage accepts when acceptedMediaTypes is omitted: the API reference's valid values.
+DEFAULT_ACCEPTED: Final = (SCHEMA1, mt.DOCKER_MANIFEST, mt.OCI_MANIFEST)
+
+# Patterns and limits from botocore's ECR service model.
+PREFIX_RE: Final = re.compile(
+    r"^([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*\/?|ROOT)$"
+)
+CREDENTIAL_ARN_RE: Final = re.compile(
+    r"^arn:aws(-\w+)*:secretsmanager:[a-zA-Z0-9-:]+:secret:ecr\-pullthroughcache\/[a-zA-Z0-9\/_+=.@-]+$"
+)
+LAYER_DIGEST_RE: Final = re.compile(r"^[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+$")
+IMAGE_DIGEST_RE: Final = re.compile(r"^sha256:[a-f0-9]{64}$")
+UPSTREAM_REGISTRIES: Final = (
+    "ecr",
+    "ecr-public",
+    "quay",
+    "k8s",
+    "docker-hub",
+    "github-container-registry",
+    "azure-container-registry",
+    "gitlab-container-registry",
+    "chainguard",
+)
+FIXED_HOSTS: Final[dict[str, str]] = {
+    "ecr-public": "public.ecr.aws",
+    "k8s": "registry.k8s.io",
+    "quay": "quay.io",
+    "docker-hub": "registry-1.docker.io",
+    "github-container-registry": "ghcr.io",
+    "gitlab-container-registry": "registry.gitlab.com",
+    "chainguard": "cgr.dev",
+}
+AZURE_HOST_RE: Final = re.compile(r"^[a-z0-9]{5,50}\.azurecr\.io$")
+ECR_HOST_RE: Final = re.compile(r"^[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$")
+ROLE_ARN_RE: Final = re.compile(r"^arn:aws(-\w+)*:iam::([0-9]{12}):role/[\w+=,.@/-]+$")
+SECRET_ARN_PARTS_RE: Final = re.compile(r"^arn:[^:]+:secretsmanager:([^:]+):([0-9]{12}):secret:.+$")
+CREDENTIALS_REQUIRED: Final = frozenset(
+    {
+        "docker-hub",
+        "github-container-registry",
+        "azure-container-registry",
+        "gitlab-container-registry",
+        "chainguard",
+    }
+)
+# BatchGetImage's ImageFailureCode enum; the emulator's extra UnsupportedImageType is listed apart.
+FAILURE_CODES: Final = frozenset(
+    {
+        "InvalidImageDigest",
+        "InvalidImageTag",
+        "ImageTagDoesNotMatchDigest",
+        "ImageNotFound",
+        "MissingDigestAndTag",
+        "ImageReferencedByManifestList",
+        "KmsError",
+        "UpstreamAccessDenied",
+        "UpstreamTooManyRequests",
+        "UpstreamUnavailable",
+        "ImageInaccessible",
+    }
+)
+UNSUPPORTED_IMAGE_TYPE: Final = "UnsupportedImageType"
+# Exceptions BatchGetImage's model lists that a fault may raise instead of returning a failure.
+RAISABLE_CODES: Final = frozenset(
+    {"UnableToGetUpstreamImageException", "ServerException", "LimitExceededException"}
+)
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+BACKGROUND_REASON: Final = "Timed out while importing the image from the upstream registry"
+
+_ACTIONS: Final = (
+    "create_pull_through_cache_rule",
+    "describe_pull_through_cache_rules",
+    "delete_pull_through_cache_rule",
+    "update_pull_through_cache_rule",
+    "validate_pull_through_cache_rule",
+    "batch_get_image",
+    "put_image",
+    "describe_images",
+    "batch_delete_image",
+    "get_download_url_for_layer",
+)
+_MISSING: Final = object()
+
+
+class EmulatedEcrError(ServiceException):
+    """An ECR error of the emulator; moto serialises it by ``code``, the model's exception name.
+
+    (Defined here, outside moto's packages: moto looks up the service model of an exception by the
+    package that defines it, and ``moto.core`` has none.)"""
+
+
+def _error(code: str, message: str) -> EmulatedEcrError:
+    return EmulatedEcrError(code, message)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _wildcard(pattern: str, value: str) -> bool:
+    """ECR's tag filters: ``*`` matches any run of characters, everything else is literal."""
+    return re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), value) is not None
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def advance(self, delta: timedelta) -> None: ...
+
+
+class FakeClock:
+    """Time that moves only when told to; every emulated timestamp is read from it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        start = start or datetime.now(UTC).replace(microsecond=0)
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        self._now = start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        if delta < timedelta(0):
+            raise ValueError("time does not go backwards")
+        self._now += delta
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRecord:
+    """One manifest import from upstream into the cache (a first pull, or a re-check that moved a tag)."""
+
+    repository: str
+    tag: str
+    digest: str
+    media_type: str
+    upstream: str  # host/repository:tag
+    at: datetime
+    children: tuple[str, ...] = ()  # digests of an index's manifests, imported with it
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedLayer:
+    """One blob imported from upstream by GetDownloadUrlForLayer (a warmed layer)."""
+
+    repository: str
+    digest: str
+    size: int
+    upstream: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFetch:
+    """One manifest request the emulated ECR made upstream; ``outcome`` is "ok" or a failure code."""
+
+    host: str
+    repository: str
+    reference: str
+    at: datetime
+    outcome: str
+
+
+@dataclass
+class _Rule:
+    prefix: str
+    upstream_url: str
+    upstream_registry: str
+    registry_id: str
+    created_at: datetime
+    updated_at: datetime
+    credential_arn: str | None = None
+    custom_role_arn: str | None = None
+    upstream_repository_prefix: str | None = None
+    version: int = 1
+
+    def api(self, *, timestamps: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "ecrRepositoryPrefix": self.prefix,
+            "upstreamRegistryUrl": self.upstream_url,
+            "registryId": self.registry_id,
+            "upstreamRegistry": self.upstream_registry,
+        }
+        if timestamps:
+            out["createdAt"] = self.created_at
+            out["updatedAt"] = self.updated_at
+        for key, value in (
+            ("credentialArn", self.credential_arn),
+            ("customRoleArn", self.custom_role_arn),
+            ("upstreamRepositoryPrefix", self.upstream_repository_prefix),
+        ):
+            if value is not None:
+                out[key] = value
+        return out
+
+    def upstream_repository(self, repository: str) -> str | None:
+        """The upstream path this rule maps ``repository`` to, or None when the name is not under it."""
+        if self.prefix == "ROOT":
+            rest = repository
+        elif repository.startswith(self.prefix + "/"):
+            rest = repository[len(self.prefix) + 1 :]
+        else:
+            return None
+        upstream_prefix = self.upstream_repository_prefix
+        if self.upstream_registry == "ecr" and upstream_prefix and upstream_prefix != "ROOT":
+            return f"{upstream_prefix.rstrip('/')}/{rest}"
+        return rest
+
+
+class _UpstreamError(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class _Fetched:
+    manifest: str
+    media_type: str
+    digest: str
+    children: list[_Fetched] = field(default_factory=list)
+
+
+@dataclass
+class _Fault:
+    code: str
+    reason: str
+    repository: str | None
+    tag: str | None
+    remaining: int
+
+
+@dataclass
+class _Background:
+    repository: str | None
+    tag: str | None
+    ready_after_calls: int | None
+    ready_after: timedelta | None
+    failure_code: str
+    failure_reason: str
+    raise_code: str | None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One tag of one PTC repository and where the rule says it comes from."""
+
+    account: str
+    region: str
+    repository: str
+    tag: str
+    rule: _Rule
+    upstream: str  # upstream repository path
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.account, self.region, self.repository, self.tag)
+
+    @property
+    def source(self) -> str:
+        return f"{self.rule.upstream_url}/{self.upstream}:{self.tag}"
+
+
+@dataclass
+class _Pending:
+    target: _Target
+    fetched: _Fetched
+    background: _Background
+    ready_at: datetime | None
+    calls_left: int | None
+
+
+class _Call:
+    """One ECR request as moto hands it to a response method."""
+
+    def __init__(self, response: ECRResponse) -> None:
+        self.response = response
+        self.account: str = response.current_account
+        self.region: str = response.region
+        registry_id = response._get_param("registryId")
+        if registry_id and registry_id != self.account:
+            raise _error("InvalidParameterException", "the emulator does not serve cross-account registryId")
+
+    def param(self, name: str, default: Any = None) -> Any:
+        return self.response._get_param(name, default)
+
+    @property
+    def backend(self) -> ECRBackend:
+        return ecr_backends[self.account][self.region]
+
+    def repository(self, name: str) -> Repository:
+        repository = self.backend.repositories.get(name)
+        if repository is None:
+            raise RepositoryNotFoundException(name, self.account)
+        return repository
+
+
+class _UpstreamClient:
+    """Just enough of the registry HTTP API for ECR's side of a pull: manifests, blobs and auth."""
+
+    def __init__(
+        self, emulator: PullThroughCacheEmulator, host: str, credentials: tuple[str, str] | None
+    ) -> None:
+        self.emulator = emulator
+        self.host = host
+        self.credentials = credentials
+        self.base = emulator._base_url(host)
+        self._authorization: dict[str, str] = {}  # scope (repository or "") -> Authorization value
+
+    def _resolve(self, url: str) -> str:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host in self.emulator.upstreams:
+            if host in self.emulator.unreachable_hosts:
+                raise _UpstreamError("UpstreamUnavailable", f"{host} is unreachable")
+            base = self.emulator.upstreams[host]
+            return base + parts.path + (f"?{parts.query}" if parts.query else "")
+        if host in LOOPBACK_HOSTS:
+            return url
+        raise _UpstreamError("UpstreamUnavailable", f"{host} is not reachable from the emulation")
+
+    def _http(self, method: str, url: str, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        hdrs = dict(headers)
+        for _ in range(5):
+            target = self._resolve(url)
+            try:
+                resp = self.emulator._http.request(method, target, headers=hdrs, redirect=False)
+            except urllib3.exceptions.HTTPError as exc:
+                raise _UpstreamError("UpstreamUnavailable", f"{self.host}: {type(exc).__name__}") from exc
+            if resp.status not in (301, 302, 303, 307, 308) or "Location" not in resp.headers:
+                return resp
+            next_url = urljoin(url, resp.headers["Location"])
+            if urlsplit(next_url).netloc != urlsplit(url).netloc:
+                hdrs.pop("Authorization", None)  # never forward credentials to another host
+            url = next_url
+        raise _UpstreamError("UpstreamUnavailable", f"{self.host}: too many redirects")
+
+    def _request(
+        self, path: str, scope: str, headers: dict[str, str] | None = None
+    ) -> urllib3.BaseHTTPResponse:
+        url = f"https://{self.host}{path}"
+        hdrs = dict(headers or {})
+        if scope in self._authorization:
+            hdrs["Authorization"] = self._authorization[scope]
+        resp = self._http("GET", url, hdrs)
+        if resp.status == 401 and "Authorization" not in hdrs:
+            self._authorization[scope] = self._answer(resp.headers.get("WWW-Authenticate", ""), scope)
+            hdrs["Authorization"] = self._authorization[scope]
+            resp = self._http("GET", url, hdrs)
+        return resp
+
+    def _basic(self) -> str:
+        assert self.credentials is not None
+        user, token = self.credentials
+        return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+
+    def _answer(self, challenge: str, scope: str) -> str:
+        scheme, _, params = challenge.partition(" ")
+        if scheme.lower() == "basic":
+            if self.credentials is None:
+                raise _UpstreamError("UpstreamAccessDenied", f"{self.host} requires authentication")
+            return self._basic()
+        if scheme.lower() != "bearer":
+            raise _UpstreamError(
+                "UpstreamAccessDenied", f"{self.host} answered 401 without a usable challenge"
+            )
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        if "realm" not in fields:
+            raise _UpstreamError("UpstreamAccessDenied", f"{self.host}: bearer challenge without realm")
+        query: dict[str, str] = {}
+        if fields.get("service"):
+            query["service"] = fields["service"]
+        if scope:
+            query["scope"] = f"repository:{scope}:pull"
+        headers = {"Authorization": self._basic()} if self.credentials else {}
+        realm = fields["realm"] + ("?" + urlencode(query) if query else "")
+        resp = self._http("GET", realm, headers)
+        if resp.status in (401, 403):
+            raise _UpstreamError(
+                "UpstreamAccessDenied", f"{self.host}: token request refused ({resp.status})"
+            )
+        if resp.status != 200:
+            raise _UpstreamError("UpstreamUnavailable", f"{self.host}: token request failed ({resp.status})")
+        try:
+            doc = json.loads(resp.data)
+            return "Bearer " + str(doc.get("token") or doc["access_token"])
+        except (ValueError, KeyError) as exc:
+            raise _UpstreamError("UpstreamUnavailable", f"{self.host}: malformed token response") from exc
+
+    def _check(self, resp: urllib3.BaseHTTPResponse, what: str) -> None:
+        if resp.status == 200:
+            return
+        if resp.status in (401, 403):
+            raise _UpstreamError(
+                "UpstreamAccessDenied", f"{self.host} denied access to {what} ({resp.status})"
+            )
+        if resp.status == 404:
+            raise _UpstreamError("ImageNotFound", f"{what} not found upstream")
+        if resp.status == 429:
+            raise _UpstreamError("UpstreamTooManyRequests", f"{self.host} rate-limited {what}")
+        raise _UpstreamError("UpstreamUnavailable", f"{self.host} answered {resp.status} for {what}")
+
+    def ping(self) -> None:
+        self._check(self._request("/v2/", ""), "/v2/")
+
+    def manifest(self, repository: str, reference: str) -> _Fetched:
+        what = f"{self.host}/{repository}:{reference}"
+        resp = self._request(f"/v2/{repository}/manifests/{reference}", repository, {"Accept": mt.ACCEPT_ALL})
+        self._check(resp, what)
+        body = resp.data
+        digest = sha256_digest(body)
+        announced = resp.headers.get("Docker-Content-Digest")
+        if (announced and announced != digest) or (reference.startswith("sha256:") and reference != digest):
+            raise _UpstreamError("UpstreamUnavailable", f"{what}: manifest bytes do not match their digest")
+        try:
+            text = body.decode("utf-8")
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise _UpstreamError("ImageInaccessible", f"{what}: manifest is not UTF-8 JSON") from exc
+        media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+        if media_type in ("", "application/json", "application/octet-stream"):
+            media_type = str(doc.get("mediaType", ""))
+        return _Fetched(text, media_type, digest)
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        resp = self._request(f"/v2/{repository}/blobs/{digest}", repository)
+        self._check(resp, f"{self.host}/{repository}@{digest}")
+        if sha256_digest(resp.data) != digest:
+            raise _UpstreamError("UpstreamUnavailable", f"blob {digest} does not match its digest")
+        return bytes(resp.data)
+
+
+def _doc(image: Image) -> dict[str, Any]:
+    try:
+        doc = json.loads(image.image_manifest)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _blob_digests(doc: Mapping[str, Any]) -> list[str]:
+    """Config and layer digests an image manifest references (foreign layers excluded)."""
+    digests: list[str] = []
+    config = doc.get("config")
+    if isinstance(config, dict) and config.get("digest"):
+        digests.append(str(config["digest"]))
+    for layer in doc.get("layers") or []:
+        if isinstance(layer, dict) and layer.get("digest") and not layer.get("urls"):
+            digests.append(str(layer["digest"]))
+    return digests
+
+
+def _child_digests(doc: Mapping[str, Any]) -> list[str]:
+    return [str(m["digest"]) for m in doc.get("manifests") or [] if isinstance(m, dict) and m.get("digest")]
+
+
+def _by_tag(repository: Repository, tag: str) -> Image | None:
+    return next((i for i in repository.images if tag in i.image_tags), None)
+
+
+def _by_digest(repository: Repository, digest: str) -> Image | None:
+    return next((i for i in repository.images if i.get_image_digest() == digest), None)
+
+
+def _untag(image: Image, tag: str) -> None:
+    image.image_tags.remove(tag)
+    image.image_tag = image.image_tags[-1] if image.image_tags else None  # type: ignore[assignment]
+
+
+def _tag_is_immutable(repository: Repository, tag: str) -> bool:
+    mutability = str(getattr(repository.image_tag_mutability, "value", repository.image_tag_mutability))
+    filters = [f["filter"] for f in repository.image_tag_mutability_exclusion_filters or []]
+    excluded = any(_wildcard(f, tag) for f in filters)
+    if mutability == "IMMUTABLE":
+        return True
+    if mutability == "IMMUTABLE_WITH_EXCLUSION":
+        return not excluded
+    if mutability == "MUTABLE_WITH_EXCLUSION":
+        return excluded
+    return False
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _error("InvalidParameterException", "Invalid parameter at 'nextToken': invalid token") from exc
+    if not isinstance(offset, int) or offset < 0:
+        raise _error("InvalidParameterException", "Invalid parameter at 'nextToken': invalid token")
+    return offset
+
+
+def _max_results(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or not 1 <= value <= 1000:
+        raise _error(
+            "ValidationException",
+            f"1 validation error detected: Value '{value}' at 'maxResults' failed to satisfy constraint: "
+            "Member must have value between 1 and 1000",
+        )
+    return value
+
+
+def _validate_prefix(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not 2 <= len(value) <= 30 or not PREFIX_RE.fullmatch(value):
+        raise _error(
+            "ValidationException",
+            f"1 validation error detected: Value '{value}' at '{name}' failed to satisfy constraint: "
+            f"Member must have length between 2 and 30 and satisfy regular expression pattern: "
+            f"{PREFIX_RE.pattern}",
+        )
+    return value if value == "ROOT" else value.rstrip("/")
+
+
+def _invalid_image_id(image_id: Mapping[str, str]) -> dict[str, str] | None:
+    """The failure for an imageId that names no image at all, or None when it is well-formed."""
+    if not image_id.get("imageTag") and not image_id.get("imageDigest"):
+        return {
+            "failureCode": "MissingDigestAndTag",
+            "failureReason": "Invalid request parameters: both tag and digest cannot be null",
+        }
+    digest = image_id.get("imageDigest")
+    if digest and not LAYER_DIGEST_RE.fullmatch(digest):
+        return {
+            "failureCode": "InvalidImageDigest",
+            "failureReason": "Invalid request parameters: image digest should satisfy the regex "
+            "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
+        }
+    return None
+
+
+def _failure(image_id: Mapping[str, str], code: str, reason: str) -> dict[str, Any]:
+    return {"imageId": dict(image_id), "failureCode": code, "failureReason": reason}
+
+
+class PullThroughCacheEmulator:
+    """Makes moto's ECR behave like ECR pull-through cache while installed (a context manager).
+
+    ``upstreams`` maps real upstream hosts (``registry-1.docker.io``, ``ghcr.io``, ...) to loopback
+    base URLs (``http://127.0.0.1:PORT``). Use inside ``mock_aws()``; only one emulator at a time.
+    """
+
+    _installed: ClassVar[PullThroughCacheEmulator | None] = None
+
+    def __init__(
+        self,
+        upstreams: Mapping[str, str],
+        clock: Clock | None = None,
+        *,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        region: str = DEFAULT_REGION,
+        strict_put_image_layers: bool = True,
+        upstream_timeout: float = 5.0,
+    ) -> None:
+        self.upstreams: dict[str, str] = {}
+        for host, url in upstreams.items():
+            self.add_upstream(host, url)
+        self.clock: Clock = clock or FakeClock()
+        self.account_id = account_id
+        self.region = region
+        self.strict_put_image_layers = strict_put_image_layers
+        self.unreachable_hosts: set[str] = set()
+        self.imports: list[ImportRecord] = []
+        self.imported_layers: list[ImportedLayer] = []
+        self.upstream_fetches: list[UpstreamFetch] = []
+        self.events: list[dict[str, Any]] = []  # every event also put on the moto default bus
+        self.pulls: Counter[tuple[str, str]] = Counter()  # (repository, tag or digest) -> BatchGetImage count
+        self._http = urllib3.PoolManager(
+            retries=False, timeout=urllib3.Timeout(connect=2.0, read=upstream_timeout)
+        )
+        self._lock = threading.RLock()
+        self._rules: dict[tuple[str, str], dict[str, _Rule]] = {}
+        self._last_checked: dict[tuple[str, str, str, str], datetime] = {}
+        self._faults: list[_Fault] = []
+        self._background: list[_Background] = []
+        self._pending: dict[tuple[str, str, str, str], _Pending] = {}
+        self._saved: dict[str, object] = {}
+
+    # -- installation ---------------------------------------------------------------------------------
+
+    def install(self) -> Self:
+        """Patch moto's ECRResponse; uninstall() puts back exactly what was there."""
+        if PullThroughCacheEmulator._installed is not None:
+            raise RuntimeError("a PullThroughCacheEmulator is already installed")
+        for action in _ACTIONS:
+            self._saved[action] = ECRResponse.__dict__.get(action, _MISSING)
+            setattr(ECRResponse, action, self._handler(getattr(self, f"_api_{action}")))
+        PullThroughCacheEmulator._installed = self
+        return self
+
+    def uninstall(self) -> None:
+        if PullThroughCacheEmulator._installed is not self:
+            return
+        for action, original in self._saved.items():
+            if original is _MISSING:
+                delattr(ECRResponse, action)
+            else:
+                setattr(ECRResponse, action, original)
+        self._saved.clear()
+        PullThroughCacheEmulator._installed = None
+
+    def __enter__(self) -> Self:
+        return self.install()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.uninstall()
+
+    def _handler(self, impl: Callable[[_Call], ActionResult]) -> Callable[[ECRResponse], ActionResult]:
+        def handler(response: ECRResponse) -> ActionResult:
+            with self._lock:
+                call = _Call(response)
+                self._advance_background(call.account, call.region, None)
+                return impl(call)
+
+        handler.__name__ = impl.__name__.removeprefix("_api_")
+        return handler
+
+    # -- controls for tests ---------------------------------------------------------------------------
+
+    def add_upstream(self, host: str, base_url: str) -> None:
+        """Map an upstream host (as a rule's upstreamRegistryUrl names it) to a loopback registry."""
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or parts.hostname not in LOOPBACK_HOSTS:
+            raise ValueError(f"upstream {host} must map to a loopback http(s) URL, not {base_url!r}")
+        self.upstreams[host] = base_url.rstrip("/")
+
+    def set_upstream_unreachable(self, host: str, unreachable: bool = True) -> None:
+        """Make every request to ``host`` (manifests, blobs, tokens) fail as if the network were down."""
+        if unreachable:
+            self.unreachable_hosts.add(host)
+        else:
+            self.unreachable_hosts.discard(host)
+
+    def fail_next_import(
+        self,
+        code: str,
+        reason: str | None = None,
+        *,
+        repository: str | None = None,
+        tag: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """The next ``times`` upstream manifest fetches (first imports and 24 h re-checks) matching
+        ``repository``/``tag`` fail without contacting upstream: ``code`` from the ImageFailureCode enum
+        gives a failure entry; UnableToGetUpstreamImageException, ServerException or
+        LimitExceededException is raised instead."""
+        if code not in FAILURE_CODES and code not in RAISABLE_CODES:
+            raise ValueError(f"unknown failure code {code!r}")
+        self._faults.append(_Fault(code, reason or f"injected {code}", repository, tag, times))
+
+    def import_in_background(
+        self,
+        repository: str | None = None,
+        tag: str | None = None,
+        *,
+        ready_after_calls: int | None = None,
+        ready_after: timedelta | None = None,
+        failure_code: str = "UpstreamUnavailable",
+        failure_reason: str = BACKGROUND_REASON,
+        raise_code: str | None = None,
+    ) -> None:
+        """From now on, the first pull of a not-yet-cached tag (matching ``repository``/``tag``; None
+        matches all) answers with ``failure_code`` (or raises ``raise_code``) while the import goes on:
+        the image appears after ``ready_after_calls`` later DescribeImages/BatchGetImage calls on the
+        repository, or once the clock has moved ``ready_after``, whichever comes first (default: 1 call)."""
+        if raise_code is not None and raise_code not in RAISABLE_CODES:
+            raise ValueError(f"raise_code must be one of {sorted(RAISABLE_CODES)}")
+        if failure_code not in FAILURE_CODES:
+            raise ValueError(f"unknown failure code {failure_code!r}")
+        if ready_after_calls is None and ready_after is None:
+            ready_after_calls = 1
+        self._background.append(
+            _Background(
+                repository, tag, ready_after_calls, ready_after, failure_code, failure_reason, raise_code
+            )
+        )
+
+    def complete_background_imports(self) -> int:
+        """Finish every pending background import now; returns how many there were."""
+        with self._lock:
+            pending = list(self._pending.values())
+            self._pending.clear()
+            for item in pending:
+                self._complete(item)
+            return len(pending)
+
+    @property
+    def pending_imports(self) -> list[tuple[str, str]]:
+        return [(p.target.repository, p.target.tag) for p in self._pending.values()]
+
+    def pull_count(self, repository: str, reference: str | None = None) -> int:
+        """BatchGetImage requests for ``repository`` (and a tag or digest), whatever their outcome."""
+        return sum(
+            n for (repo, ref), n in self.pulls.items() if repo == repository and reference in (None, ref)
+        )
+
+    def import_count(self, repository: str, tag: str | None = None) -> int:
+        return sum(1 for r in self.imports if r.repository == repository and tag in (None, r.tag))
+
+    def last_checked(self, repository: str, tag: str) -> datetime | None:
+        """When the cached ``tag`` was last imported or successfully re-checked upstream."""
+        return self._last_checked.get((self.account_id, self.region, repository, tag))
+
+    def upstream_for(self, repository: str) -> tuple[str, str] | None:
+        """(upstream host, upstream repository) that ``repository`` is cached from, or None."""
+        match = self._match_rule(self.account_id, self.region, repository)
+        return (match[0].upstream_url, match[1]) if match else None
+
+    # -- rules ----------------------------------------------------------------------------------------
+
+    def _rules_of(self, account: str, region: str) -> dict[str, _Rule]:
+        return self._rules.setdefault((account, region), {})
+
+    def _rule(self, call: _Call, prefix: str) -> _Rule:
+        rule = self._rules_of(call.account, call.region).get(prefix)
+        if rule is None:
+            raise _error(
+                "PullThroughCacheRuleNotFoundException",
+                f"The pull through cache rule with prefix '{prefix}' does not exist "
+                f"in the registry with id '{call.account}'",
+            )
+        return rule
+
+    def _match_rule(self, account: str, region: str, repository: str) -> tuple[_Rule, str] | None:
+        rules = self._rules.get((account, region), {})
+        for prefix in sorted((p for p in rules if p != "ROOT"), key=len, reverse=True):
+            upstream = rules[prefix].upstream_repository(repository)
+            if upstream is not None:
+                return rules[prefix], upstream
+        if "ROOT" in rules:
+            return rules["ROOT"], rules["ROOT"].upstream_repository(repository) or repository
+        return None
+
+    @staticmethod
+    def _upstream_kind(url: Any, kind: Any) -> str:
+        if not isinstance(url, str) or not url:
+            raise _error("ValidationException", "upstreamRegistryUrl is required")
+        if kind is not None and kind not in UPSTREAM_REGISTRIES:
+            raise _error(
+                "ValidationException",
+                f"1 validation error detected: Value '{kind}' at 'upstreamRegistry' failed to satisfy "
+                f"constraint: Member must satisfy enum value set: [{', '.join(UPSTREAM_REGISTRIES)}]",
+            )
+        inferred = next((k for k, host in FIXED_HOSTS.items() if host == url), None)
+        if inferred is None and AZURE_HOST_RE.fullmatch(url):
+            inferred = "azure-container-registry"
+        if inferred is None and ECR_HOST_RE.fullmatch(url):
+            inferred = "ecr"
+        if inferred is None:
+            raise _error(
+                "UnsupportedUpstreamRegistryException", f"The upstream registry '{url}' is not supported"
+            )
+        if kind is not None and kind != inferred:
+            raise _error(
+                "InvalidParameterException",
+                f"Invalid parameter: upstreamRegistryUrl '{url}' is not a {kind} registry URL",
+            )
+        return inferred
+
+    def _check_secret(self, call: _Call, arn: str) -> None:
+        match = SECRET_ARN_PARTS_RE.match(arn)
+        if match is None or (match.group(1), match.group(2)) != (call.region, call.account):
+            raise _error(
+                "UnableToAccessSecretException",
+                f"The secret '{arn}' must be in the same account and region as the registry",
+            )
+        from moto.secretsmanager.models import secretsmanager_backends
+
+        if arn not in secretsmanager_backends[call.account][call.region].secrets:
+            raise _error("SecretNotFoundException", f"The secret '{arn}' was not found")
+
+    def _check_credential_arn(self, call: _Call, arn: Any) -> None:
+        if not isinstance(arn, str) or not 50 <= len(arn) <= 612 or not CREDENTIAL_ARN_RE.fullmatch(arn):
+            raise _error(
+                "ValidationException",
+                f"1 validation error detected: Value '{arn}' at 'credentialArn' failed to satisfy "
+                f"constraint: Member must satisfy regular expression pattern: {CREDENTIAL_ARN_RE.pattern}",
+            )
+        self._check_secret(call, arn)
+
+    @staticmethod
+    def _check_role_arn(call: _Call, arn: Any) -> None:
+        match = ROLE_ARN_RE.fullmatch(arn) if isinstance(arn, str) and len(arn) <= 2048 else None
+        if match is None or match.group(2) != call.account:
+            raise _error(
+                "InvalidParameterException",
+                f"Invalid parameter: customRoleArn '{arn}' must be an IAM role in account {call.account}",
+            )
+
+    def _api_create_pull_through_cache_rule(self, call: _Call) -> ActionResult:
+        prefix = _validate_prefix(call.param("ecrRepositoryPrefix"), "ecrRepositoryPrefix")
+        url = call.param("upstreamRegistryUrl")
+        kind = self._upstream_kind(url, call.param("upstreamRegistry"))
+        credential_arn = call.param("credentialArn")
+        role_arn = call.param("customRoleArn")
+        upstream_prefix = call.param("upstreamRepositoryPrefix")
+        if upstream_prefix is not None:
+            upstream_prefix = _validate_prefix(upstream_prefix, "upstreamRepositoryPrefix")
+            if kind != "ecr":
+                raise _error(
+                    "InvalidParameterException",
+                    "Invalid parameter: upstreamRepositoryPrefix is only supported for ecr upstreams",
+                )
+        if kind in CREDENTIALS_REQUIRED and credential_arn is None:
+            raise _error(
+                "InvalidParameterException", f"Invalid parameter: credentialArn is required for {kind}"
+            )
+        if kind not in CREDENTIALS_REQUIRED and credential_arn is not None:
+            raise _error(
+                "InvalidParameterException", f"Invalid parameter: credentialArn is not supported for {kind}"
+            )
+        if kind == "ecr" and role_arn is None:
+            raise _error("InvalidParameterException", "Invalid parameter: customRoleArn is required for ecr")
+        if kind != "ecr" and role_arn is not None:
+            raise _error(
+                "InvalidParameterException", f"Invalid parameter: customRoleArn is not supported for {kind}"
+            )
+        if credential_arn is not None:
+            self._check_credential_arn(call, credential_arn)
+        if role_arn is not None:
+            self._check_role_arn(call, role_arn)
+        rules = self._rules_of(call.account, call.region)
+        if prefix in rules:
+            raise _error(
+                "PullThroughCacheRuleAlreadyExistsException",
+                f"A pull through cache rule with prefix '{prefix}' already exists in the registry "
+                f"with id '{call.account}'",
+            )
+        if len(rules) >= MAX_RULES:
+            raise _error(
+                "LimitExceededException", f"The limit of {MAX_RULES} pull through cache rules is reached"
+            )
+        now = self.clock.now()
+        rule = _Rule(
+            prefix=prefix,
+            upstream_url=url,
+            upstream_registry=kind,
+            registry_id=call.account,
+            created_at=now,
+            updated_at=now,
+            credential_arn=credential_arn,
+            custom_role_arn=role_arn,
+            upstream_repository_prefix=(upstream_prefix or "ROOT") if kind == "ecr" else None,
+        )
+        rules[prefix] = rule
+        out = rule.api(timestamps=False)
+        out["createdAt"] = now
+        return ActionResult(out)
+
+    def _api_describe_pull_through_cache_rules(self, call: _Call) -> ActionResult:
+        rules = self._rules_of(call.account, call.region)
+        prefixes = call.param("ecrRepositoryPrefixes")
+        limit = _max_results(call.param("maxResults"))
+        offset = _decode_token(call.param("nextToken"))
+        if prefixes:
+            selected = [self._rule(call, _validate_prefix(p, "ecrRepositoryPrefixes")) for p in prefixes]
+        else:
+            selected = list(rules.values())
+        page = selected[offset : offset + limit] if limit else selected[offset:]
+        out: dict[str, Any] = {"pullThroughCacheRules": [r.api() for r in page]}
+        if limit and offset + limit < len(selected):
+            out["nextToken"] = _encode_token(offset + limit)
+        return ActionResult(out)
+
+    def _api_delete_pull_through_cache_rule(self, call: _Call) -> ActionResult:
+        prefix = _validate_prefix(call.param("ecrRepositoryPrefix"), "ecrRepositoryPrefix")
+        rule = self._rule(call, prefix)
+        del self._rules_of(call.account, call.region)[prefix]
+        out = rule.api(timestamps=False)
+        out.pop("upstreamRegistry")
+        out["createdAt"] = rule.created_at
+        return ActionResult(out)
+
+    def _api_update_pull_through_cache_rule(self, call: _Call) -> ActionResult:
+        rule = self._rule(call, _validate_prefix(call.param("ecrRepositoryPrefix"), "ecrRepositoryPrefix"))
+        credential_arn = call.param("credentialArn")
+        role_arn = call.param("customRoleArn")
+        if credential_arn is None and role_arn is None:
+            raise _error("InvalidParameterException", "Invalid parameter: nothing to update")
+        if credential_arn is not None:
+            if rule.upstream_registry not in CREDENTIALS_REQUIRED:
+                raise _error(
+                    "InvalidParameterException",
+                    f"Invalid parameter: credentialArn is not supported for {rule.upstream_registry}",
+                )
+            self._check_credential_arn(call, credential_arn)
+            rule.credential_arn = credential_arn
+        if role_arn is not None:
+            if rule.upstream_registry != "ecr":
+                raise _error(
+                    "InvalidParameterException",
+                    f"Invalid parameter: customRoleArn is not supported for {rule.upstream_registry}",
+                )
+            self._check_role_arn(call, role_arn)
+            rule.custom_role_arn = role_arn
+        rule.updated_at = self.clock.now()
+        rule.version += 1
+        out = rule.api(timestamps=False)
+        for key in ("upstreamRegistryUrl", "upstreamRegistry"):
+            out.pop(key)
+        out["updatedAt"] = rule.updated_at
+        return ActionResult(out)
+
+    def _api_validate_pull_through_cache_rule(self, call: _Call) -> ActionResult:
+        rule = self._rule(call, _validate_prefix(call.param("ecrRepositoryPrefix"), "ecrRepositoryPrefix"))
+        failure: str | None = None
+        try:
+            credentials = self._credentials(rule)
+            _UpstreamClient(self, rule.upstream_url, credentials).ping()
+        except _UpstreamError as exc:
+            failure = f"{exc.code}: {exc.reason}"
+        except ServiceException as exc:  # the secret
+            failure = f"{exc.code}: {exc.message}"
+        out = rule.api(timestamps=False)
+        out.pop("upstreamRegistry")
+        out["isValid"] = failure is None
+        if failure is not None:
+            out["failure"] = failure
+        return ActionResult(out)
+
+    # -- upstream -------------------------------------------------------------------------------------
+
+    def _base_url(self, host: str) -> str:
+        if host in self.unreachable_hosts:
+            raise _UpstreamError("UpstreamUnavailable", f"{host} is unreachable")
+        if host not in self.upstreams:
+            raise _UpstreamError("UpstreamUnavailable", f"{host} is not reachable from the emulation")
+        return self.upstreams[host]
+
+    def _credentials(self, rule: _Rule) -> tuple[str, str] | None:
+        """The rule's secret as (username, accessToken); UnableToGetUpstreamImageException when unusable."""
+        if rule.credential_arn is None:
+            return None
+        from moto.secretsmanager.models import secretsmanager_backends
+
+        arn = rule.credential_arn
+        match = SECRET_ARN_PARTS_RE.match(arn)
+        if match is None:
+            raise _error("UnableToGetUpstreamImageException", f"The secret '{arn}' is not a secret ARN")
+        backend = secretsmanager_backends[match.group(2)][match.group(1)]
+        try:
+            value = backend.get_secret_value(arn, None, None)  # type: ignore[arg-type]
+        except JsonRESTError as exc:
+            raise _error("UnableToGetUpstreamImageException", f"Unable to read the secret '{arn}'") from exc
+        try:
+            doc = json.loads(value.get("SecretString") or "")
+            username, token = doc["username"], doc["accessToken"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _error(
+                "UnableToGetUpstreamImageException",
+                f"The secret '{arn}' must be JSON with the keys username and accessToken",
+            ) from exc
+        if not isinstance(username, str) or not isinstance(token, str):
+            raise _error("UnableToGetUpstreamImageException", f"The secret '{arn}' has malformed credentials")
+        return username, token
+
+    def _take_fault(self, repository: str, tag: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.repository in (None, repository) and fault.tag in (None, tag) and fault.remaining > 0:
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _fetch(self, target: _Target) -> _Fetched:
+        """Fetch the tag (and an index's manifests) upstream; raises _UpstreamError or EmulatedEcrError."""
+        rule, upstream, tag = target.rule, target.upstream, target.tag
+        now = self.clock.now()
+        fault = self._take_fault(target.repository, tag)
+        try:
+            if fault is not None:
+                if fault.code in RAISABLE_CODES:
+                    raise _error(fault.code, fault.reason)
+                raise _UpstreamError(fault.code, fault.reason)
+            if rule.upstream_registry == "docker-hub" and "/" not in upstream:
+                raise _UpstreamError(
+                    "ImageNotFound",
+                    f"Docker Hub repository '{upstream}' needs a namespace (library/{upstream})",
+                )
+            client = _UpstreamClient(self, rule.upstream_url, self._credentials(rule))
+            fetched = client.manifest(upstream, tag)
+            if fetched.media_type in mt.INDEX_TYPES:
+                fetched.children = [
+                    client.manifest(upstream, child) for child in _child_digests(json.loads(fetched.manifest))
+                ]
+        except _UpstreamError as exc:
+            self.upstream_fetches.append(UpstreamFetch(rule.upstream_url, upstream, tag, now, exc.code))
+            self._emit(target, failure=(exc.code, exc.reason))
+            raise
+        except EmulatedEcrError as exc:
+            self.upstream_fetches.append(UpstreamFetch(rule.upstream_url, upstream, tag, now, exc.code))
+            self._emit(target, failure=(exc.code, exc.message))
+            raise
+        self.upstream_fetches.append(UpstreamFetch(rule.upstream_url, upstream, tag, now, "ok"))
+        return fetched
+
+    # -- storage --------------------------------------------------------------------------------------
+
+    def _ensure_repository(self, account: str, region: str, name: str) -> Repository:
+        backend: ECRBackend = ecr_backends[account][region]
+        repository = backend.repositories.get(name)
+        if repository is None:  # ECR's CreateRepository-on-pull
+            repository = backend.create_repository(
+                repository_name=name,
+                registry_id=None,
+                encryption_config=None,  # type: ignore[arg-type]
+                image_scan_config=None,
+                image_tag_mutability=None,  # type: ignore[arg-type]
+                tags=[],
+            )
+            repository.created_at = self.clock.now()
+        return repository
+
+    def _store(
+        self, repository: Repository, manifest: str, digest: str, media_type: str, tag: str | None
+    ) -> Image:
+        """Add the manifest (if new) and point ``tag`` at it; the tag's previous image stays, untagged."""
+        image = _by_digest(repository, digest)
+        if image is None:
+            image = Image(
+                repository.account_id,
+                None,  # type: ignore[arg-type]  # untagged; moto's annotation is too narrow
+                manifest,
+                repository.name,
+                media_type,
+                digest,
+                repository.registry_id,
+            )
+            now = self.clock.now()
+            image.image_pushed_at = int(now.timestamp())
+            image.ptc_pushed_at = now  # type: ignore[attr-defined]
+            image.ptc_last_pull = None  # type: ignore[attr-defined]
+            repository.images.append(image)
+        if tag is not None and tag not in image.image_tags:
+            holder = _by_tag(repository, tag)
+            if holder is not None:
+                _untag(holder, tag)
+            image.image_tags.append(tag)
+            image.image_tag = tag
+        return image
+
+    def _store_import(self, target: _Target, fetched: _Fetched) -> Image:
+        repository = self._ensure_repository(target.account, target.region, target.repository)
+        for child in fetched.children:
+            self._store(repository, child.manifest, child.digest, child.media_type, None)
+        image = self._store(repository, fetched.manifest, fetched.digest, fetched.media_type, target.tag)
+        now = self.clock.now()
+        self._last_checked[target.key] = now
+        self.imports.append(
+            ImportRecord(
+                target.repository,
+                target.tag,
+                fetched.digest,
+                fetched.media_type,
+                target.source,
+                now,
+                tuple(c.digest for c in fetched.children),
+            )
+        )
+        self._emit(target, digest=fetched.digest)
+        return image
+
+    def _referenced_blobs(self, repository: Repository) -> set[str]:
+        return {digest for image in repository.images for digest in _blob_digests(_doc(image))}
+
+    def _referencing_index(self, repository: Repository, digest: str) -> Image | None:
+        return next((i for i in repository.images if digest in _child_digests(_doc(i))), None)
+
+    # -- background imports ---------------------------------------------------------------------------
+
+    def _background_for(self, repository: str, tag: str) -> _Background | None:
+        return next(
+            (b for b in self._background if b.repository in (None, repository) and b.tag in (None, tag)), None
+        )
+
+    def _advance_background(self, account: str, region: str, repository: str | None) -> None:
+        """Count one call on ``repository`` (None: count nothing) and finish imports that are due."""
+        now = self.clock.now()
+        for key, pending in list(self._pending.items()):
+            if pending.target.key[:2] != (account, region):
+                continue
+            if repository == pending.target.repository and pending.calls_left is not None:
+                pending.calls_left -= 1
+            due_by_calls = pending.calls_left is not None and pending.calls_left <= 0
+            due_by_time = pending.ready_at is not None and now >= pending.ready_at
+            if due_by_calls or due_by_time:
+                del self._pending[key]
+                self._complete(pending)
+
+    def _complete(self, pending: _Pending) -> None:
+        self._store_import(pending.target, pending.fetched)
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    def _emit(
+        self, target: _Target, *, digest: str | None = None, failure: tuple[str, str] | None = None
+    ) -> None:
+        account, region, rule, repository = target.account, target.region, target.rule, target.repository
+        detail: dict[str, str] = {
+            "rule-version": str(rule.version),
+            "sync-status": SYNC_SUCCESS if failure is None else SYNC_FAILED,
+            "ecr-repository-prefix": rule.prefix,
+            "repository-name": repository,
+            "upstream-registry-url": rule.upstream_url,
+            "image-tag": target.tag,
+        }
+        if digest is not None:
+            detail["image-digest"] = digest
+        if failure is not None:
+            detail["failure-code"], detail["failure-reason"] = failure
+        arn = f"arn:aws:ecr:{region}:{account}:repository/{repository}"
+        time = _iso(self.clock.now())
+        self.events.append(
+            {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": EVENT_DETAIL_TYPE,
+                "source": EVENT_SOURCE,
+                "account": account,
+                "time": time,
+                "region": region,
+                "resources": [arn],
+                "detail": detail,
+            }
+        )
+        from moto.events.models import events_backends
+
+        events_backends[account][region].put_events(
+            [
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": EVENT_DETAIL_TYPE,
+                    "Detail": json.dumps(detail),
+                    "Resources": [arn],
+                    "Time": int(self.clock.now().timestamp()),  # moto's SQS delivery writes it unquoted
+                }
+            ]
+        )
+
+    # -- image APIs -----------------------------------------------------------------------------------
+
+    def _api_batch_get_image(self, call: _Call) -> ActionResult:
+        name = call.param("repositoryName")
+        image_ids: list[dict[str, str]] = call.param("imageIds") or []
+        accepted = tuple(call.param("acceptedMediaTypes") or DEFAULT_ACCEPTED)
+        match = self._match_rule(call.account, call.region, name)
+        if name not in call.backend.repositories and match is None:
+            raise RepositoryNotFoundException(name, call.account)
+        self._advance_background(call.account, call.region, name)
+        images: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        for image_id in image_ids:
+            result = self._get_one(call, name, image_id, accepted, match)
+            (images if "imageManifest" in result else failures).append(result)
+        return ActionResult({"images": images, "failures": failures})
+
+    def _get_one(
+        self,
+        call: _Call,
+        name: str,
+        image_id: Mapping[str, str],
+        accepted: tuple[str, ...],
+        match: tuple[_Rule, str] | None,
+    ) -> dict[str, Any]:
+        found = self._find_for_pull(call, name, image_id, accepted, match)
+        if isinstance(found, dict):
+            return _failure(image_id, found["failureCode"], found["failureReason"])
+        image, repository = found
+        image.ptc_last_pull = self.clock.now()  # type: ignore[attr-defined]
+        out_id = {"imageDigest": image.get_image_digest()}
+        if image_id.get("imageTag"):
+            out_id["imageTag"] = image_id["imageTag"]
+        return {
+            "registryId": repository.registry_id,
+            "repositoryName": name,
+            "imageId": out_id,
+            "imageManifest": image.image_manifest,
+            "imageManifestMediaType": image.image_manifest_media_type,
+        }
+
+    def _find_for_pull(
+        self,
+        call: _Call,
+        name: str,
+        image_id: Mapping[str, str],
+        accepted: tuple[str, ...],
+        match: tuple[_Rule, str] | None,
+    ) -> tuple[Image, Repository] | dict[str, str]:
+        """The image one BatchGetImage imageId gets, importing it first where ECR would."""
+        invalid = _invalid_image_id(image_id)
+        if invalid is not None:
+            return invalid
+        tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
+        self.pulls[(name, tag or digest or "")] += 1
+        repository = call.backend.repositories.get(name)
+        image = None
+        if tag:
+            image = _by_tag(repository, tag) if repository is not None else None
+            if match is not None:
+                target = _Target(call.account, call.region, name, tag, *match)
+                outcome = (
+                    self._first_pull(target, accepted)
+                    if image is None
+                    else self._recheck(target, image, accepted)
+                )
+                if isinstance(outcome, dict):
+                    return outcome
+                image, repository = outcome, call.backend.repositories.get(name)
+            if image is not None and digest and image.get_image_digest() != digest:
+                return {
+                    "failureCode": "ImageTagDoesNotMatchDigest",
+                    "failureReason": "Requested image tag does not match digest",
+                }
+        elif repository is not None and digest:
+            image = _by_digest(repository, digest)
+        if image is None or repository is None:
+            return {"failureCode": "ImageNotFound", "failureReason": "Requested image not found"}
+        if image.image_manifest_media_type not in accepted:
+            return self._unsupported(image.image_manifest_media_type or "")
+        return image, repository
+
+    def _first_pull(self, target: _Target, accepted: tuple[str, ...]) -> Image | dict[str, str]:
+        """A pull by tag of a tag absent from the cache: always goes upstream (or waits for the
+        background import already under way)."""
+        pending = self._pending.get(target.key)
+        if pending is not None:
+            return self._background_answer(pending.background)
+        try:
+            fetched = self._fetch(target)
+        except _UpstreamError as exc:
+            return {"failureCode": exc.code, "failureReason": exc.reason}
+        if fetched.media_type not in accepted:
+            return self._unsupported(fetched.media_type)
+        background = self._background_for(target.repository, target.tag)
+        if background is None:
+            return self._store_import(target, fetched)
+        self._ensure_repository(target.account, target.region, target.repository)  # upstream answered
+        ready_at = self.clock.now() + background.ready_after if background.ready_after is not None else None
+        self._pending[target.key] = _Pending(
+            target, fetched, background, ready_at, background.ready_after_calls
+        )
+        return self._background_answer(background)
+
+    def _recheck(self, target: _Target, cached: Image, accepted: tuple[str, ...]) -> Image | dict[str, str]:
+        """A pull by tag of a cached tag: upstream is asked only more than 24 h after the last check."""
+        now = self.clock.now()
+        baseline = self._last_checked.get(target.key) or getattr(cached, "ptc_pushed_at", None) or now
+        if now - baseline <= REFRESH_INTERVAL:
+            return cached
+        try:
+            fetched = self._fetch(target)
+        except (_UpstreamError, EmulatedEcrError):
+            return cached  # upstream unreachable or failing: ECR serves the cached image
+        repository = ecr_backends[target.account][target.region].repositories[target.repository]
+        if fetched.digest == cached.get_image_digest() or _tag_is_immutable(repository, target.tag):
+            self._last_checked[target.key] = now
+            return cached
+        if fetched.media_type not in accepted:
+            return self._unsupported(fetched.media_type)
+        return self._store_import(target, fetched)
+
+    @staticmethod
+    def _unsupported(media_type: str) -> dict[str, str]:
+        return {
+            "failureCode": UNSUPPORTED_IMAGE_TYPE,
+            "failureReason": f"Image of media type {media_type} is not among the accepted media types",
+        }
+
+    @staticmethod
+    def _background_answer(background: _Background) -> dict[str, str]:
+        if background.raise_code is not None:
+            raise _error(background.raise_code, background.failure_reason)
+        return {"failureCode": background.failure_code, "failureReason": background.failure_reason}
+
+    @staticmethod
+    def _put_image_manifest(call: _Call) -> tuple[str, dict[str, Any], str, str]:
+        """PutImage's manifest checked like ECR: (manifest, parsed, media type, sha256 of the bytes)."""
+        manifest = call.param("imageManifest")
+        if not isinstance(manifest, str) or not manifest:
+            raise _error("InvalidParameterException", "Invalid parameter at 'imageManifest': required")
+        try:
+            doc = json.loads(manifest)
+        except ValueError as exc:
+            raise _error(
+                "InvalidParameterException",
+                "Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON syntax'",
+            ) from exc
+        if not isinstance(doc, dict):
+            raise _error(
+                "InvalidParameterException", "Invalid parameter at 'ImageManifest': not a JSON object"
+            )
+        param_type, doc_type = call.param("imageManifestMediaType"), doc.get("mediaType")
+        if param_type and doc_type and param_type != doc_type:
+            raise _error(
+                "InvalidParameterException",
+                f"Invalid parameter at 'imageManifestMediaType': '{param_type}' does not match the "
+                f"manifest's mediaType '{doc_type}'",
+            )
+        media_type = param_type or doc_type
+        if not media_type:
+            raise _error(
+                "InvalidParameterException", "image manifest media type not provided in manifest or parameter"
+            )
+        digest = sha256_digest(manifest.encode("utf-8"))
+        given = call.param("imageDigest")
+        if given is not None and not LAYER_DIGEST_RE.fullmatch(given):
+            raise _error("InvalidParameterException", f"Invalid parameter at 'imageDigest': '{given}'")
+        if given is not None and given != digest:
+            raise _error(
+                "ImageDigestDoesNotMatchException",
+                f"Provided digest '{given}' does not match the calculated digest '{digest}' of the manifest",
+            )
+        return manifest, doc, str(media_type), digest
+
+    def _api_put_image(self, call: _Call) -> ActionResult:
+        name = call.param("repositoryName")
+        repository = call.repository(name)
+        manifest, doc, media_type, digest = self._put_image_manifest(call)
+        tag = call.param("imageTag")
+        existing = _by_digest(repository, digest)
+        if existing is not None and (tag is None or tag in existing.image_tags):
+            raise ImageAlreadyExistsException(name, repository.registry_id, digest, tag or "null")
+        if existing is None and self.strict_put_image_layers:
+            self._check_references(repository, doc)
+        if tag is not None:
+            holder = _by_tag(repository, tag)
+            if holder is not None and holder is not existing and _tag_is_immutable(repository, tag):
+                raise _error(
+                    "ImageTagAlreadyExistsException",
+                    f"The image tag '{tag}' already exists in the '{name}' repository and cannot be "
+                    "overwritten because the repository is immutable.",
+                )
+        image = self._store(repository, manifest, digest, media_type, tag)
+        if tag is not None:
+            self._last_checked[(call.account, call.region, name, tag)] = self.clock.now()
+        out_id = {"imageDigest": digest}
+        if tag is not None:
+            out_id["imageTag"] = tag
+        return ActionResult(
+            {
+                "image": {
+                    "registryId": repository.registry_id,
+                    "repositoryName": name,
+                    "imageId": out_id,
+                    "imageManifest": image.image_manifest,
+                    "imageManifestMediaType": media_type,
+                }
+            }
+        )
+
+    def _check_references(self, repository: Repository, doc: Mapping[str, Any]) -> None:
+        known = set(repository.layers) | self._referenced_blobs(repository)
+        missing = [d for d in _blob_digests(doc) if d not in known]
+        if missing:
+            raise _error(
+                "LayersNotFoundException",
+                f"Layers with digests {missing} not found in the repository with name '{repository.name}'",
+            )
+        images = {i.get_image_digest() for i in repository.images}
+        missing = [d for d in _child_digests(doc) if d not in images]
+        if missing:
+            raise _error(
+                "ReferencedImagesNotFoundException",
+                f"Manifests with digests {missing} not found in the repository with name '{repository.name}'",
+            )
+
+    def _api_describe_images(self, call: _Call) -> ActionResult:
+        name = call.param("repositoryName")
+        repository = call.repository(name)
+        self._advance_background(call.account, call.region, name)
+        image_ids: list[dict[str, str]] | None = call.param("imageIds")
+        tag_status = (call.param("filter") or {}).get("tagStatus", "ANY")
+        if tag_status not in ("TAGGED", "UNTAGGED", "ANY"):
+            raise _error("InvalidParameterException", f"Invalid parameter at 'tagStatus': '{tag_status}'")
+        limit = _max_results(call.param("maxResults"))
+        token = call.param("nextToken")
+        if image_ids:
+            if limit is not None or token:
+                raise _error(
+                    "InvalidParameterException",
+                    "Invalid parameter: maxResults and nextToken cannot be used with imageIds",
+                )
+            images: list[Image] = []
+            for image_id in image_ids:
+                tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
+                image = _by_tag(repository, tag) if tag else _by_digest(repository, digest or "")
+                if image is None or (digest and image.get_image_digest() != digest):
+                    raise ImageNotFoundException(
+                        f"{{imageDigest:'{digest or 'null'}', imageTag:'{tag or 'null'}'}}",
+                        name,
+                        call.account,
+                    )
+                if image not in images:
+                    images.append(image)
+        else:
+            images = list(repository.images)
+        if tag_status == "TAGGED":
+            images = [i for i in images if i.image_tags]
+        elif tag_status == "UNTAGGED":
+            images = [i for i in images if not i.image_tags]
+        offset = _decode_token(token)
+        page = images[offset : offset + limit] if limit else images[offset:]
+        out: dict[str, Any] = {"imageDetails": [self._detail(repository, i) for i in page]}
+        if limit and offset + limit < len(images):
+            out["nextToken"] = _encode_token(offset + limit)
+        return ActionResult(out)
+
+    def _size(self, repository: Repository, image: Image) -> int | None:
+        doc = _doc(image)
+        if "layers" in doc:
+            return sum(int(layer.get("size", 0)) for layer in doc["layers"] if isinstance(layer, dict))
+        children = [_by_digest(repository, d) for d in _child_digests(doc)]
+        sizes = [s for c in children if c is not None and (s := self._size(repository, c)) is not None]
+        return max(sizes) if sizes else None
+
+    def _detail(self, repository: Repository, image: Image) -> dict[str, Any]:
+        pushed = getattr(image, "ptc_pushed_at", None) or datetime.fromtimestamp(image.image_pushed_at, UTC)
+        detail: dict[str, Any] = {
+            "registryId": repository.registry_id,
+            "repositoryName": repository.name,
+            "imageDigest": image.get_image_digest(),
+            "imagePushedAt": pushed,
+            "imageManifestMediaType": image.image_manifest_media_type,
+        }
+        if image.image_tags:
+            detail["imageTags"] = list(image.image_tags)
+        size = self._size(repository, image)
+        if size is not None:
+            detail["imageSizeInBytes"] = size
+        config = _doc(image).get("config")
+        if isinstance(config, dict) and config.get("mediaType"):
+            detail["artifactMediaType"] = config["mediaType"]
+        last_pull = getattr(image, "ptc_last_pull", None)
+        if last_pull is not None:
+            detail["lastRecordedPullTime"] = last_pull
+        return detail
+
+    def _api_batch_delete_image(self, call: _Call) -> ActionResult:
+        name = call.param("repositoryName")
+        repository = call.repository(name)
+        deleted: list[dict[str, str]] = []
+        failures: list[dict[str, Any]] = []
+        for image_id in call.param("imageIds") or []:
+            tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
+            invalid = _invalid_image_id(image_id)
+            if invalid is not None:
+                failures.append(_failure(image_id, invalid["failureCode"], invalid["failureReason"]))
+                continue
+            image = _by_tag(repository, tag) if tag else _by_digest(repository, digest or "")
+            if image is None or (tag and digest and image.get_image_digest() != digest):
+                failures.append(_failure(image_id, "ImageNotFound", "Requested image not found"))
+                continue
+            image_digest = image.get_image_digest()
+            if tag:
+                _untag(image, tag)
+                self._last_checked.pop((call.account, call.region, name, tag), None)
+                deleted.append({"imageDigest": image_digest, "imageTag": tag})
+                if not image.image_tags and self._referencing_index(repository, image_digest) is None:
+                    repository.images.remove(image)
+                continue
+            index = self._referencing_index(repository, image_digest)
+            if index is not None:
+                failures.append(
+                    _failure(
+                        image_id,
+                        "ImageReferencedByManifestList",
+                        f"Requested image referenced by manifest list: [{index.get_image_digest()}]",
+                    )
+                )
+                continue
+            for image_tag in list(image.image_tags):
+                self._last_checked.pop((call.account, call.region, name, image_tag), None)
+                deleted.append({"imageDigest": image_digest, "imageTag": image_tag})
+            if not image.image_tags:
+                deleted.append({"imageDigest": image_digest})
+            repository.images.remove(image)
+        return ActionResult({"imageIds": deleted, "failures": failures})
+
+    def _api_get_download_url_for_layer(self, call: _Call) -> ActionResult:
+        name = call.param("repositoryName")
+        digest = call.param("layerDigest")
+        repository = call.repository(name)
+        if not isinstance(digest, str) or not LAYER_DIGEST_RE.fullmatch(digest):
+            raise _error("InvalidParameterException", f"Invalid parameter at 'layerDigest': '{digest}'")
+        if digest not in self._referenced_blobs(repository):
+            if digest in repository.layers:
+                raise _error(
+                    "LayerInaccessibleException",
+                    f"The layer with digest '{digest}' is not associated with an image in '{name}'",
+                )
+            raise _error(
+                "LayersNotFoundException",
+                f"The layer with digest '{digest}' was not found in the repository '{name}'",
+            )
+        if digest not in repository.layers:
+            match = self._match_rule(call.account, call.region, name)
+            if match is None:
+                raise _error(
+                    "LayersNotFoundException",
+                    f"The layer with digest '{digest}' was not found in the repository '{name}'",
+                )
+            rule, upstream = match
+            try:
+                credentials = self._credentials(rule)
+                data = _UpstreamClient(self, rule.upstream_url, credentials).blob(upstream, digest)
+            except (_UpstreamError, ServiceException) as exc:
+                raise _error(
+                    "UnableToGetUpstreamLayerException",
+                    f"Unable to get layer {digest} from {rule.upstream_url}/{upstream}: {exc}",
+                ) from exc
+            repository.layers[digest] = len(data)
+            self.imported_layers.append(
+                ImportedLayer(name, digest, len(data), f"{rule.upstream_url}/{upstream}", self.clock.now())
+            )
+        url = (
+            f"https://prod-{call.region}-starport-layer-bucket.s3.{call.region}.amazonaws.com/"
+            f"{call.account}/{name}/{digest}?X-Amz-Expires=3600&emulated=ptc-sync-testbed"
+        )
+        return ActionResult({"downloadUrl": url, "layerDigest": digest})
