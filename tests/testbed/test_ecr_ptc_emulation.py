@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -433,6 +434,28 @@ def test_upstream_credentials_come_from_the_rule_secret(
     with pytest.raises(ClientError) as exc:
         pull(ecr, f"gh/{unique_repo}", "absent-tag")
     assert code_of(exc) == "UnableToGetUpstreamImageException"
+
+
+def test_bearer_challenge_is_answered_with_a_token_for_the_secret(
+    ptc: PullThroughCacheEmulator, ecr: Any, tmp_path: Path
+) -> None:
+    token_server = pytest.importorskip("testbed.token_server")  # the token server of the auth tests
+    user = ("ptc-token-user", "ptc-token-password")
+    with (
+        token_server.TokenServer(
+            tmp_path / "tokens", users=dict([user]), private_prefixes=("private/",)
+        ) as ts,
+        RegistryServer(tmp_path / "registry", token=ts.token_auth()) as upstream,
+    ):
+        image = ImagePusher(upstream.url, auth=user).push_image("private/app", "v1")
+        ptc.add_upstream("registry.gitlab.com", upstream.url)
+        secret = make_secret(boto3.client("secretsmanager", region_name="us-east-1"), "gitlab", *user)
+        ecr.create_pull_through_cache_rule(
+            ecrRepositoryPrefix="gitlab", upstreamRegistryUrl="registry.gitlab.com", credentialArn=secret
+        )
+        assert pulled_digest(pull(ecr, "gitlab/private/app", "v1")) == image.digest
+        pulls = [r for r in ts.requests if r.scopes == ("repository:private/app:pull",)]
+        assert [r.user for r in pulls] == [user[0]]
 
 
 def test_missing_upstream_tag_is_an_image_not_found_failure(ecr: Any, unique_repo: str) -> None:
