@@ -8,74 +8,78 @@ Not shipped in the Lambda layer. While moto's ``mock_aws()`` is active in this p
         ecr.batch_get_image(repositoryName="docker-hub/library/alpine", imageIds=[{"imageTag": "3"}])
 
 makes moto's ECR behave like ECR with pull-through cache, importing from real registries over the
-distribution HTTP API. Real-looking upstream hosts are mapped to loopback registries by the
-``upstreams`` argument; nothing else is ever contacted (a host that is not mapped is unreachable).
+distribution HTTP API (own small urllib3 client; Basic and Bearer challenges answered with the rule's
+secret). ``upstreams`` maps real-looking hosts to loopback registries; nothing else is contacted (an
+unmapped host, token realm or redirect target is unreachable). It patches moto's ``ECRResponse``
+(moto dispatches actions by method name) and ``uninstall()`` restores the class exactly; one emulator
+at a time, one lock around every emulated call. Facts: shared/docs/ecr-facts.md. "Inferred" below
+means not documented by AWS and chosen here; tests/testbed/test_ecr_ptc_emulation.py checks each.
 
-What is emulated (facts from shared/docs/ecr-facts.md; "inferred" = not documented by AWS, chosen here)
-- Rule APIs Create/Describe/Delete/Update/ValidatePullThroughCacheRule with the request and response
-  fields of botocore's ECR model: prefix length 2-30 and pattern or ``ROOT``, the ``credentialArn``
-  pattern, ``upstreamRegistry`` enum, ``createdAt``/``updatedAt``, describe pagination (maxResults
-  1-1000, nextToken), PullThroughCacheRuleAlreadyExists/NotFound, SecretNotFound. Documented.
-  Inferred: credentials are required for docker-hub, github, azure, gitlab, chainguard and refused
-  for the others; ``customRoleArn`` is required for, and ``upstreamRepositoryPrefix`` only allowed
-  for, ``ecr``; the URL must be the enum's registry host; constraint violations of the model
-  (length, pattern, enum, range) raise ValidationException, semantic ones InvalidParameterException;
-  at most 50 rules (LimitExceededException); a trailing ``/`` of the prefix is dropped.
-- BatchGetImage by tag in a repository under a rule's prefix imports from upstream when the tag is
-  absent from the cache (the repository is created on first successful import): the exact manifest
-  bytes, so the digest is the sha256 of those bytes; an index also imports every manifest it lists
-  (stored by digest, untagged). Documented. The name maps to upstream as prefix + "/" + path
-  (``ROOT``: the whole name; ``ecr`` rules put ``upstreamRepositoryPrefix`` in front unless ROOT).
-  Inferred: a docker-hub name without a namespace (``docker-hub/alpine``) fails with ImageNotFound
-  (Docker Hub needs ``library/``); upstream answers map to failure codes of the model's
-  ImageFailureCode enum (404 ImageNotFound, 401/403 UpstreamAccessDenied, 429
-  UpstreamTooManyRequests, anything else UpstreamUnavailable); a secret that is missing or not JSON
-  with ``username``/``accessToken`` raises UnableToGetUpstreamImageException.
-- Pull by digest never reaches upstream: a digest never cached is ImageNotFound (#2837). Documented.
-- acceptedMediaTypes (default: the three the API reference lists, so no index types): an image of
-  another type gives failure ``UnsupportedImageType`` (that code is not in the model's enum; inferred
-  from real ECR answers). Inferred and deliberately strict: a fresh import whose upstream type is not
-  accepted stores nothing. Schema 1 conversion is not emulated.
-- The 24-hour rule: a cached tag is re-checked upstream only when pulled by tag more than 24 h after
-  its last check (or its push, if never checked); within 24 h the cached copy is served even if
-  upstream moved; if the re-check fails the cached copy is served and the next pull re-checks.
-  An IMMUTABLE tag (IMMUTABLE, or not excluded / excluded per the *_WITH_EXCLUSION filters, which
-  are matched as wildcards) is never moved by a re-check. Documented; the exact baseline of the 24 h
-  (last check, PutImage counts as a check) is inferred. All timestamps come from ``clock``.
-- PutImage everywhere stores sha256 of the exact manifest bytes (moto's are synthetic): imageDigest
-  must match (ImageDigestDoesNotMatchException); a tag of an IMMUTABLE repository raises
-  ImageTagAlreadyExistsException (moto raises ImageAlreadyExistsException and matches exclusion
-  filters as regular expressions); referenced layers must exist (LayersNotFoundException) and an
-  index's manifests too (ReferencedImagesNotFoundException), ``strict_put_image_layers=False`` turns
-  that off. A blob referenced by any image of the repository counts as present (inferred for PTC
-  repositories, whose layers arrive lazily). Moving a tag leaves the old image untagged, as real ECR
-  does (moto deletes it). BatchGetImage returns the stored bytes unchanged.
-- GetDownloadUrlForLayer (moto lacks it): for a blob referenced by an image of the repository; in a
-  PTC repository a blob not yet cached is imported from upstream and recorded in ``imported_layers``.
-  Unreferenced but uploaded: LayerInaccessibleException; unknown: LayersNotFoundException; upstream
-  failure: UnableToGetUpstreamLayerException. The returned ``downloadUrl`` is a placeholder in the
-  shape of ECR's S3 URL and cannot be fetched.
-- DescribeImages (replacing moto's): imageIds, filter.tagStatus, maxResults/nextToken,
-  lastRecordedPullTime (moto lacks it; set to the clock on every successful BatchGetImage, which is
-  more exact than ECR's "at least once every 24 hours"), imagePushedAt from the clock,
-  imageManifestMediaType, artifactMediaType (the config's type), imageSizeInBytes (inferred: sum of
-  the layer sizes; for an index the largest of its manifests, as the model documents).
-- BatchDeleteImage (replacing moto's, which reports nothing for untagged images): the only tag
-  deletes the image, one tag of several keeps it (documented); by digest deletes the image and its
-  tags, refused with ImageReferencedByManifestList while an index of the repository lists it.
-- "Import in background": the first pull of a not-yet-cached tag fetches upstream but answers with a
-  failure (default UpstreamUnavailable, reason says it timed out) or raises, and the image appears
-  after N later DescribeImages/BatchGetImage calls on the repository or once the clock passes a
-  time. The failure code real ECR gives in that case is not documented (seed article: the first
-  request failed or timed out).
-- An ``ECR Pull Through Cache Action`` event (source ``aws.ecr``) on the moto default event bus for
-  each import and each failed import or failed re-check, with the documented detail fields.
-  Inferred: ``sync-status`` is ``FAILED`` on failure, failure-code/-reason only on failure,
-  image-digest only on success, ``rule-version`` counts updates of the rule from "1".
+Rules. Create/Describe/Delete/Update/ValidatePullThroughCacheRule with the request and response
+fields of botocore's ECR model: prefix 2-30 characters of the model's pattern or ``ROOT``, the
+``credentialArn`` pattern and length, the ``upstreamRegistry`` enum, ``createdAt``/``updatedAt``,
+describe pagination (maxResults 1-1000, nextToken), PullThroughCacheRuleAlreadyExists/NotFound,
+SecretNotFound (documented). Inferred: credentials required for docker-hub, github, azure, gitlab,
+chainguard and refused for the others; ``customRoleArn`` required for and ``upstreamRepositoryPrefix``
+only allowed for ``ecr`` (default ``ROOT``); the URL must be the enum's host (unknown URL:
+UnsupportedUpstreamRegistryException); the secret must be in the rule's account and region
+(UnableToAccessSecretException); model constraint violations raise ValidationException, semantic
+ones InvalidParameterException; at most 50 rules; a trailing ``/`` of a prefix is dropped; the
+longest matching prefix wins, ``ROOT`` last. Validate reports ``failure`` as "<code>: <reason>".
 
-Not emulated: repository creation templates (created repositories are MUTABLE, AES256), IAM
-(``customRoleArn`` is only checked for shape and account; ``ecr`` upstreams are read anonymously),
-cross-account registryId (InvalidParameterException), schema 1, ECR Image Action events, throttling.
+Pull (BatchGetImage). By tag in a repository under a rule: a tag absent from the cache is always
+fetched upstream; the exact manifest bytes are stored, so the digest is their sha256 (moto's synthetic
+digests never appear); an index brings every manifest it lists (by digest, untagged). Names map as
+prefix + "/" + upstream path (``ROOT``: the whole name; ``ecr`` rules put ``upstreamRepositoryPrefix``
+in front unless ROOT). The repository is created on the first import, MUTABLE and AES256 (repository
+creation templates are not emulated). By digest never reaches upstream: a digest never cached is
+ImageNotFound (#2837). acceptedMediaTypes defaults to the API reference's three (no index types).
+Inferred: an image of a type not accepted is failure ``UnsupportedImageType`` (not in the model's
+ImageFailureCode enum; real ECR's answer) and a fresh import of such a type stores nothing; upstream
+answers map to the enum (404 ImageNotFound, 401/403 UpstreamAccessDenied, 429 UpstreamTooManyRequests,
+else UpstreamUnavailable); ``docker-hub/alpine`` (no ``library/``) is ImageNotFound; an unusable secret
+raises UnableToGetUpstreamImageException; pulls set ``lastRecordedPullTime`` exactly (ECR: "at least
+once every 24 hours"). Schema 1 conversion is not emulated.
+
+The 24-hour rule (documented). A cached tag is re-checked upstream only when pulled by tag more than
+24 h after its last check; within 24 h the cache is served even if upstream moved. When the re-check
+fails for any reason (unreachable, 404, secret, injected fault) the cache is served and the next pull
+re-checks. An immutable tag (IMMUTABLE; for *_WITH_EXCLUSION the filters, matched as wildcards, decide)
+is never moved. Inferred: the baseline is the last import or successful check, else the push; PutImage
+of a tag counts as a check; a moved tag's old image stays, untagged. Every timestamp comes from ``clock``.
+
+PutImage, DescribeImages, BatchDeleteImage, GetDownloadUrlForLayer (moto's replaced or missing).
+PutImage stores sha256 of the exact bytes; imageDigest must match (ImageDigestDoesNotMatchException);
+an immutable tag raises ImageTagAlreadyExistsException; referenced blobs must exist
+(LayersNotFoundException) and an index's manifests (ReferencedImagesNotFoundException), unless
+``strict_put_image_layers=False``; a blob referenced by any image of the repository counts as present
+(inferred, PTC layers arrive lazily). DescribeImages: imageIds, filter.tagStatus, maxResults/nextToken,
+imagePushedAt, lastRecordedPullTime, imageManifestMediaType, artifactMediaType (config type) and
+imageSizeInBytes (inferred: sum of layer sizes; an index: its largest manifest, as the model says).
+BatchDeleteImage: the only tag deletes the image, one of several keeps it (documented); by digest
+deletes all tags, refused with ImageReferencedByManifestList while an index lists it; an untagged image
+still listed by an index stays. GetDownloadUrlForLayer: for a blob referenced by an image of the
+repository; in a PTC repository a blob not cached yet is imported (``imported_layers``); unreferenced
+but uploaded: LayerInaccessibleException; unknown: LayersNotFoundException; upstream failure:
+UnableToGetUpstreamLayerException; ``downloadUrl`` is shaped like ECR's S3 URL but not fetchable.
+
+Background imports and faults (the seed article's large image; the real failure code is not
+documented). ``import_in_background`` makes the first pull answer a failure (default
+UpstreamUnavailable) or raise, the repository exists, and the image appears after N later
+DescribeImages/BatchGetImage calls on it or once the clock passes a time. ``set_upstream_unreachable``
+and ``fail_next_import`` inject upstream faults.
+
+Events. One ``ECR Pull Through Cache Action`` (source ``aws.ecr``) on moto's default bus per import
+and per failed import or failed re-check, detail: rule-version, sync-status, ecr-repository-prefix,
+repository-name, upstream-registry-url, image-tag, image-digest, failure-code, failure-reason
+(documented fields). Inferred: sync-status ``FAILED`` on failure; image-digest only on success,
+failure-* only on failure; rule-version counts rule updates from "1"; no event when a re-check finds
+nothing new or an immutable tag. moto's delivery to SQS writes ``time`` as epoch seconds and drops
+``account``; ``events`` keeps the full event with an ISO time.
+
+Not emulated: IAM (``customRoleArn`` is checked for shape and account, ``ecr`` upstreams are read
+anonymously), cross-account registryId (InvalidParameterException), ECR Image Action events,
+throttling. moto's repository name check (kept) is stricter than the model's: it refuses ``a--b``.
 """
 
 from __future__ import annotations
@@ -773,7 +777,7 @@ class PullThroughCacheEmulator:
         """The next ``times`` upstream manifest fetches (first imports and 24 h re-checks) matching
         ``repository``/``tag`` fail without contacting upstream: ``code`` from the ImageFailureCode enum
         gives a failure entry; UnableToGetUpstreamImageException, ServerException or
-        LimitExceededException is raised instead."""
+        LimitExceededException is raised instead. At a 24 h re-check any failure serves the cache."""
         if code not in FAILURE_CODES and code not in RAISABLE_CODES:
             raise ValueError(f"unknown failure code {code!r}")
         self._faults.append(_Fault(code, reason or f"injected {code}", repository, tag, times))
