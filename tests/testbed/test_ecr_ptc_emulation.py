@@ -188,6 +188,14 @@ def test_credential_arn_must_match_the_pattern_and_name_an_existing_secret(
             ecrRepositoryPrefix="hub", upstreamRegistryUrl="registry-1.docker.io", credentialArn=absent
         )
     assert code_of(exc) == "SecretNotFoundException"
+    elsewhere = boto3.client("secretsmanager", region_name="eu-west-1").create_secret(
+        Name="ecr-pullthroughcache/hub", SecretString="{}"
+    )["ARN"]
+    with pytest.raises(ClientError) as exc:  # same account and region as the rule
+        ecr.create_pull_through_cache_rule(
+            ecrRepositoryPrefix="hub", upstreamRegistryUrl="registry-1.docker.io", credentialArn=elsewhere
+        )
+    assert code_of(exc) == "UnableToAccessSecretException"
 
 
 def test_upstream_repository_prefix_and_custom_role_are_for_ecr_upstreams_only(ecr: Any) -> None:
@@ -292,6 +300,11 @@ def test_validate_rule_checks_the_secret_and_the_upstream(
     refused = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="wrong")
     assert refused["isValid"] is False
     assert "UpstreamAccessDenied" in refused["failure"]
+    malformed = secretsmanager.create_secret(Name="ecr-pullthroughcache/bad", SecretString="not json")["ARN"]
+    ecr.update_pull_through_cache_rule(ecrRepositoryPrefix="wrong", credentialArn=malformed)
+    unreadable = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="wrong")
+    assert unreadable["isValid"] is False
+    assert "username and accessToken" in unreadable["failure"]
     ptc.set_upstream_unreachable("ghcr.io")
     unreachable = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="good")
     assert unreachable["isValid"] is False
@@ -641,6 +654,8 @@ def test_unreachable_upstream_at_recheck_still_serves_the_cache(
     clock.advance(timedelta(days=2))
     ptc.set_upstream_unreachable("public.ecr.aws")
     assert pulled_digest(pull(ecr, repo, "latest")) == first.digest
+    assert ptc.events[-1]["detail"]["sync-status"] == SYNC_FAILED
+    assert ptc.events[-1]["detail"]["failure-code"] == "UpstreamUnavailable"
     ptc.set_upstream_unreachable("public.ecr.aws", False)
     assert pulled_digest(pull(ecr, repo, "latest")) == second.digest  # the failed check was not counted
 
