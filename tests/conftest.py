@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,7 +69,7 @@ def auth_pusher(auth_registry: RegistryServer) -> ImagePusher:
 def unique_repo(request: pytest.FixtureRequest) -> str:
     """A repository name of this test's own in the shared registry."""
     name = request.node.name.lower()
-    cleaned = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:60]
+    cleaned = re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:60]  # ECR refuses "--" in names
     return f"t/{cleaned}-{os.urandom(3).hex()}"
 
 
