@@ -1,0 +1,362 @@
+"""The sync engine: discover cached tags, compare with upstream, refresh what is stale.
+
+Each discovered tag ends in exactly one ``Outcome``. Upstream is only ever reached through hosts
+taken from the account's pull-through cache rules (``upstream.upstream_for``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from ptc_sync.ecr import EcrAdapter, EcrError, Manifest
+from ptc_sync.models import (
+    CachedRepository,
+    CachedTag,
+    Outcome,
+    RateLimitStatus,
+    ResolvedDigest,
+    RunReport,
+    TagMutability,
+    TagResult,
+    UpstreamRef,
+)
+from ptc_sync.refresh import Refresher, StepFailedError, backup_source, is_backup_tag, pull_cost
+from ptc_sync.registry.errors import NotFoundError, RateLimitedError, RegistryError
+from ptc_sync.settings import SyncSettings
+from ptc_sync.upstream import upstream_for
+
+logger = Logger(child=True)
+
+
+class UpstreamResolver(Protocol):
+    """What the engine needs of the registry client."""
+
+    def resolve_many(
+        self, items: Iterable[tuple[UpstreamRef, str]], max_workers: int = ...
+    ) -> Iterator[tuple[UpstreamRef, str, ResolvedDigest | RegistryError]]: ...
+
+    def rate_limit(self, host: str) -> RateLimitStatus | None: ...
+
+    def rate_limits(self) -> tuple[RateLimitStatus, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A cached tag in scope, with where its upstream is."""
+
+    repository: CachedRepository
+    cached: CachedTag
+    upstream: UpstreamRef
+
+
+@dataclass(slots=True)
+class Discovery:
+    targets: list[Target] = field(default_factory=list)
+    skipped: list[TagResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    backups: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (repo, tag) → backup tags
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def is_immutable(repository: CachedRepository, tag: str) -> bool:
+    """Whether ECR would refuse to move ``tag`` (exclusion filters invert the repository default)."""
+    excluded = _matches(tag, repository.mutability_exclusions)
+    match repository.tag_mutability:
+        case TagMutability.IMMUTABLE:
+            return True
+        case TagMutability.MUTABLE_WITH_EXCLUSION:
+            return excluded
+        case TagMutability.IMMUTABLE_WITH_EXCLUSION:
+            return not excluded
+        case _:
+            return False
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        ecr: EcrAdapter,
+        registry: UpstreamResolver,
+        refresher: Refresher,
+        settings: SyncSettings,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ecr = ecr
+        self.registry = registry
+        self.refresher = refresher
+        self.settings = settings
+        self.now = now
+
+    # -- discovery -----------------------------------------------------------------------------------
+
+    def discover(self) -> Discovery:
+        s = self.settings
+        found = Discovery()
+        rules = self.ecr.pull_through_cache_rules()
+        if s.rule_prefixes:
+            rules = [r for r in rules if r.prefix in s.rule_prefixes]
+        if not rules:
+            found.errors.append(
+                "no pull-through cache rules"
+                + (f" match PTC_RULE_PREFIXES={','.join(s.rule_prefixes)}" if s.rule_prefixes else "")
+            )
+            return found
+        pulled_after = self.now() - timedelta(days=s.pulled_within_days) if s.pulled_within_days else None
+        for repo in self.ecr.cached_repositories(rules):
+            if (s.repository_include and not _matches(repo.name, s.repository_include)) or _matches(
+                repo.name, s.repository_exclude
+            ):
+                continue
+            try:
+                upstream = upstream_for(repo.rule, repo.name)
+            except ValueError as exc:
+                found.errors.append(f"{repo.name}: {exc}")
+                continue
+            try:
+                tags = list(self.ecr.tagged_images(repo.name))
+            except EcrError as exc:
+                found.errors.append(str(exc))
+                continue
+            for cached in tags:
+                if is_backup_tag(cached.tag):
+                    source = backup_source(cached.tag)
+                    if source:
+                        found.backups.setdefault((repo.name, source), []).append(cached.tag)
+                    continue
+                reason = self._filtered(cached, pulled_after)
+                if reason:
+                    found.skipped.append(self._result(repo, cached, Outcome.SKIPPED, reason=reason))
+                else:
+                    found.targets.append(Target(repo, cached, upstream))
+        return found
+
+    def _filtered(self, cached: CachedTag, pulled_after: datetime | None) -> str:
+        s = self.settings
+        if s.tag_include and not _matches(cached.tag, s.tag_include):
+            return "tag not in PTC_TAG_INCLUDE"
+        if _matches(cached.tag, s.tag_exclude):
+            return "tag in PTC_TAG_EXCLUDE"
+        if pulled_after is not None:
+            last = cached.last_pulled_at or cached.pushed_at
+            if last is None or last < pulled_after:
+                return f"not pulled within {s.pulled_within_days} days"
+        return ""
+
+    # -- the run -------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        run_id: str | None = None,
+        dry_run: bool | None = None,
+        time_left: Callable[[], float] | None = None,
+    ) -> RunReport:
+        """One full sync. ``time_left`` (seconds) stops new refreshes before the Lambda times out."""
+        started = self.now()
+        run_id = run_id or uuid.uuid4().hex
+        dry = self.settings.dry_run if dry_run is None else dry_run
+        errors: list[str] = []
+        try:
+            found = self.discover()
+        except EcrError as exc:
+            found = Discovery(errors=[f"discovery failed: {exc}"])
+        errors.extend(found.errors)
+
+        results: list[TagResult] = list(found.skipped)
+        stale: list[tuple[Target, ResolvedDigest]] = []
+        # one upstream check per (upstream repository, tag), however many cached repos share it
+        unique = dict.fromkeys((t.upstream, t.cached.tag) for t in found.targets)
+        resolved = {
+            (ref, tag): answer
+            for ref, tag, answer in self.registry.resolve_many(
+                unique, max_workers=self.settings.check_concurrency
+            )
+        }
+        for target in found.targets:
+            answer = resolved.get((target.upstream, target.cached.tag))
+            if answer is None:
+                results.append(
+                    self._result(target.repository, target.cached, Outcome.UPSTREAM_ERROR, reason="no answer")
+                )
+            elif isinstance(answer, RegistryError):
+                results.append(self._compare_failed(target, answer))
+            elif answer.digest == target.cached.digest:
+                results.append(
+                    self._result(target.repository, target.cached, Outcome.FRESH, upstream=answer.digest)
+                )
+            elif is_immutable(target.repository, target.cached.tag):
+                results.append(
+                    self._result(
+                        target.repository,
+                        target.cached,
+                        Outcome.IMMUTABLE,
+                        upstream=answer.digest,
+                        reason=f"repository tag mutability {target.repository.tag_mutability.value}",
+                    )
+                )
+            elif dry:
+                results.append(
+                    self._result(
+                        target.repository,
+                        target.cached,
+                        Outcome.STALE,
+                        upstream=answer.digest,
+                        reason="dry run",
+                    )
+                )
+            else:
+                stale.append((target, answer))
+
+        results.extend(self._refresh_all(stale, found.backups, time_left))
+        return RunReport(
+            run_id=run_id,
+            started_at=started,
+            finished_at=self.now(),
+            dry_run=dry,
+            results=tuple(results),
+            rate_limits=self.registry.rate_limits(),
+            errors=tuple(errors),
+            region=self.settings.region,
+            account_id=self.settings.account_id,
+        )
+
+    def _compare_failed(self, target: Target, error: RegistryError) -> TagResult:
+        if isinstance(error, NotFoundError):
+            outcome = Outcome.UPSTREAM_MISSING
+        elif isinstance(error, RateLimitedError):
+            outcome = Outcome.RATE_LIMITED
+        else:
+            outcome = Outcome.UPSTREAM_ERROR
+        return self._result(target.repository, target.cached, outcome, reason=str(error))
+
+    # -- refreshes -----------------------------------------------------------------------------------
+
+    def _refresh_all(
+        self,
+        stale: list[tuple[Target, ResolvedDigest]],
+        backups: dict[tuple[str, str], list[str]],
+        time_left: Callable[[], float] | None,
+    ) -> list[TagResult]:
+        results: list[TagResult] = []
+        budget: dict[str, int | None] = {}
+        reserve = self.settings.rate_limit_reserve
+        # the oldest cached copies first: if the run cannot refresh everything, they matter most
+        stale.sort(key=lambda pair: pair[0].cached.pushed_at or datetime.min.replace(tzinfo=UTC))
+        planned: list[tuple[Target, ResolvedDigest, Manifest]] = []
+        for target, answer in stale:
+            repo, cached = target.repository, target.cached
+            if len(planned) >= self.settings.max_refreshes_per_run:
+                results.append(
+                    self._result(
+                        repo, cached, Outcome.STALE, upstream=answer.digest, reason="refresh cap reached"
+                    )
+                )
+                continue
+            if time_left is not None and time_left() < self.refresher.verify_timeout + 30:
+                results.append(
+                    self._result(
+                        repo, cached, Outcome.STALE, upstream=answer.digest, reason="no time left in run"
+                    )
+                )
+                continue
+            try:
+                old = self.refresher.read_old(cached)
+            except StepFailedError as exc:
+                results.append(
+                    self._result(
+                        repo,
+                        cached,
+                        Outcome.REFRESH_FAILED,
+                        upstream=answer.digest,
+                        reason=f"{exc.step}: {exc.reason}",
+                    )
+                )
+                continue
+            host = target.upstream.host
+            if host not in budget:
+                status = self.registry.rate_limit(host)
+                budget[host] = status.remaining if status and status.remaining is not None else None
+            cost = pull_cost(old)
+            remaining = budget[host]
+            if remaining is not None and remaining - cost < reserve:
+                results.append(
+                    self._result(
+                        repo,
+                        cached,
+                        Outcome.RATE_LIMITED,
+                        upstream=answer.digest,
+                        reason=f"{host}: {remaining} pulls left, reserve {reserve}, refresh costs {cost}",
+                    )
+                )
+                continue
+            if remaining is not None:
+                budget[host] = remaining - cost
+            planned.append((target, answer, old))
+
+        def one(item: tuple[Target, ResolvedDigest, Manifest]) -> TagResult:
+            target, answer, old = item
+            repo, cached = target.repository, target.cached
+            outcome = self.refresher.refresh(
+                cached, answer.digest, old=old, existing_backups=backups.get((repo.name, cached.tag), [])
+            )
+            if outcome.ok:
+                return self._result(
+                    repo,
+                    cached,
+                    Outcome.REFRESHED,
+                    upstream=answer.digest,
+                    platforms=outcome.platforms,
+                    reason="; ".join(outcome.notes),
+                )
+            return self._result(
+                repo,
+                cached,
+                Outcome.REFRESH_FAILED,
+                upstream=answer.digest,
+                reason=f"{outcome.failed_step}: {outcome.reason}"
+                + (" (rolled back)" if outcome.rolled_back else ""),
+            )
+
+        if planned:
+            with ThreadPoolExecutor(max_workers=self.settings.refresh_concurrency) as pool:
+                results.extend(pool.map(one, planned))
+        return results
+
+    def _result(
+        self,
+        repo: CachedRepository,
+        cached: CachedTag,
+        outcome: Outcome,
+        *,
+        upstream: str | None = None,
+        reason: str = "",
+        platforms: tuple[str, ...] = (),
+    ) -> TagResult:
+        stale_since = (
+            cached.pushed_at
+            if outcome in {Outcome.STALE, Outcome.REFRESHED, Outcome.REFRESH_FAILED}
+            else None
+        )
+        return TagResult(
+            repository=cached.repository,
+            tag=cached.tag,
+            rule_prefix=repo.rule.prefix,
+            outcome=outcome,
+            cached_digest=cached.digest,
+            upstream_digest=upstream,
+            platforms=platforms,
+            reason=reason,
+            stale_since=stale_since,
+        )

@@ -1,0 +1,45 @@
+"""Fixtures for the sync engine: the sandbox (moto + emulated pull-through cache + real registry)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ptc_sync import wiring
+from testbed.registry import RegistryServer
+from testbed.sandbox import ACCOUNT, REGION, Sandbox
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "ptc-sync-SyncFunction"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ptc-sync-SyncFunction"
+    aws_request_id: str = "6f1b8f2e-0000-4000-8000-000000000001"
+    remaining_ms: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def box(registry: RegistryServer) -> Iterator[Sandbox]:
+    with Sandbox(registry) as sandbox:
+        yield sandbox
+    wiring.set_app(None)
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / name).read_text()))
