@@ -1,0 +1,306 @@
+"""Credentials for upstream registries, as the pull-through cache rule names them.
+
+- A rule's ``credentialArn``: a Secrets Manager secret (name under ``ecr-pullthroughcache/``) holding
+  JSON ``{"username": …, "accessToken": …}``, read through Powertools Parameters with ``max_age`` caching.
+- An ECR upstream (ECR-to-ECR rule): ``GetAuthorizationToken`` in the upstream's region, after
+  ``sts:AssumeRole`` into the rule's ``customRoleArn`` when set. Tokens are cached until near expiry.
+
+Secrets never appear in logs, exception messages or reprs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import boto3
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ptc_sync.models import UpstreamKind, UpstreamRef
+from ptc_sync.upstream import UpstreamMappingError, parse_ecr_host
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr.client import ECRClient
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+    from mypy_boto3_sts.client import STSClient
+
+logger = logging.getLogger(__name__)
+
+SECRET_NAME_PREFIX: Final = "ecr-pullthroughcache/"  # noqa: S105 - a name prefix, not a password
+
+
+class CredentialsError(Exception):
+    """Credentials could not be obtained. The message names the source, never a secret value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    secret: str = field(repr=False)
+    expires_at: datetime | None = None  # None: until rotated
+
+    def basic_header(self) -> str:
+        raw = f"{self.username}:{self.secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, secret=<redacted>, expires_at={self.expires_at!r})"
+
+    __str__ = __repr__
+
+
+class CredentialProvider(Protocol):
+    def credentials_for(self, ref: UpstreamRef) -> Credentials | None:
+        """Credentials for ``ref``'s upstream, or None for anonymous access. Raises CredentialsError."""
+        ...
+
+    def invalidate(self, ref: UpstreamRef) -> None:
+        """Upstream refused the credentials: read them again next time (a rotated secret)."""
+        ...
+
+
+def _secret_name(arn_or_name: str) -> str:
+    """The secret's name from an ARN (``arn:aws:secretsmanager:…:secret:NAME-AbCdEf``) or a name."""
+    if arn_or_name.startswith("arn:"):
+        parts = arn_or_name.split(":", 6)
+        if len(parts) == 7 and parts[2] == "secretsmanager" and parts[5] == "secret":
+            return parts[6]
+        raise CredentialsError(f"{arn_or_name[:200]!r} is not a Secrets Manager secret ARN")
+    return arn_or_name
+
+
+class SecretsManagerCredentials:
+    """The rule's ``credentialArn`` secret, cached ``max_age`` seconds by Powertools Parameters."""
+
+    def __init__(
+        self,
+        client: SecretsManagerClient | None = None,
+        *,
+        max_age: int = 300,
+        provider: SecretsProvider | None = None,
+    ) -> None:
+        if provider is None:
+            provider = SecretsProvider(boto3_client=client)
+        self._provider = provider
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._stale: set[str] = set()
+
+    def credentials_for(self, ref: UpstreamRef) -> Credentials | None:
+        arn = ref.credential_arn
+        if not arn:
+            return None
+        if not _secret_name(arn).startswith(SECRET_NAME_PREFIX):
+            raise CredentialsError(
+                f"secret {arn[:200]} is not named {SECRET_NAME_PREFIX}…, as ECR requires for "
+                "pull-through cache"
+            )
+        with self._lock:
+            force = arn in self._stale
+            self._stale.discard(arn)
+            try:
+                raw = self._provider.get(arn, max_age=self._max_age, force_fetch=force)
+            except GetParameterError as exc:
+                raise CredentialsError(f"cannot read secret {arn[:200]}: {str(exc)[:300]}") from None
+        return self._parse(arn, raw)
+
+    @staticmethod
+    def _parse(arn: str, raw: object) -> Credentials:
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode()
+            except UnicodeDecodeError:
+                raise CredentialsError(f"secret {arn[:200]} is binary, not JSON text") from None
+        if not isinstance(raw, str):
+            raise CredentialsError(f"secret {arn[:200]} has no string value")
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise CredentialsError(f"secret {arn[:200]} is not JSON") from None
+        if not isinstance(doc, dict):
+            raise CredentialsError(f"secret {arn[:200]} is not a JSON object")
+        missing = [
+            k for k in ("username", "accessToken") if not isinstance(doc.get(k), str) or not doc.get(k)
+        ]
+        if missing:
+            raise CredentialsError(f"secret {arn[:200]} lacks {' and '.join(missing)} (non-empty strings)")
+        return Credentials(username=doc["username"], secret=doc["accessToken"])
+
+    def invalidate(self, ref: UpstreamRef) -> None:
+        if ref.credential_arn:
+            with self._lock:
+                self._stale.add(ref.credential_arn)
+
+
+AwsCredentials = Mapping[str, str]  # aws_access_key_id, aws_secret_access_key, aws_session_token
+EcrClientFactory = Callable[[str, AwsCredentials | None], "ECRClient"]
+
+
+def default_ecr_client(region: str, creds: AwsCredentials | None) -> ECRClient:
+    if creds is None:
+        return boto3.client("ecr", region_name=region)
+    return boto3.client(
+        "ecr",
+        region_name=region,
+        aws_access_key_id=creds["aws_access_key_id"],
+        aws_secret_access_key=creds["aws_secret_access_key"],
+        aws_session_token=creds["aws_session_token"],
+    )
+
+
+class EcrAuthorizationCredentials:
+    """Basic credentials for a private ECR upstream from ``GetAuthorizationToken`` (valid 12 h).
+
+    With the rule's ``customRoleArn`` the call is made as that role (``sts:AssumeRole``); without,
+    as the function's own role. Tokens are cached per (host, role) until ``refresh_before`` seconds
+    before they expire (and at least a minute).
+    """
+
+    def __init__(
+        self,
+        *,
+        sts_client: STSClient | None = None,
+        ecr_client_factory: EcrClientFactory = default_ecr_client,
+        session_name: str = "ptc-sync-upstream",
+        refresh_before: float = 600.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._sts = sts_client
+        self._factory = ecr_client_factory
+        self._session_name = session_name
+        self._refresh_before = refresh_before
+        self._now = now
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[Credentials, datetime]] = {}
+
+    def _sts_client(self) -> STSClient:
+        if self._sts is None:
+            self._sts = boto3.client("sts")
+        return self._sts
+
+    def credentials_for(self, ref: UpstreamRef) -> Credentials | None:
+        if ref.kind is not UpstreamKind.ECR:
+            return None
+        key = (ref.host, ref.custom_role_arn or "")
+        with self._lock:
+            now = self._now()
+            cached = self._cache.get(key)
+            if cached is not None and now < cached[1]:
+                return cached[0]
+            creds = self._fetch(ref)
+            # refresh ahead of expiry, but never more often than a minute (a skewed clock that sees
+            # the token as expired must not turn every request into a GetAuthorizationToken call)
+            expires = creds.expires_at or now
+            refresh_at = max(expires - timedelta(seconds=self._refresh_before), now + timedelta(seconds=60))
+            self._cache[key] = (creds, refresh_at)
+            return creds
+
+    def _fetch(self, ref: UpstreamRef) -> Credentials:
+        try:
+            account, region = parse_ecr_host(ref.host)
+        except UpstreamMappingError as exc:
+            raise CredentialsError(str(exc)) from None
+        aws_creds: dict[str, str] | None = None
+        step = "GetAuthorizationToken"
+        try:
+            if ref.custom_role_arn:
+                step = f"AssumeRole {ref.custom_role_arn}"
+                assumed = self._sts_client().assume_role(
+                    RoleArn=ref.custom_role_arn, RoleSessionName=self._session_name, DurationSeconds=900
+                )["Credentials"]
+                aws_creds = {
+                    "aws_access_key_id": assumed["AccessKeyId"],
+                    "aws_secret_access_key": assumed["SecretAccessKey"],
+                    "aws_session_token": assumed["SessionToken"],
+                }
+                step = f"GetAuthorizationToken as {ref.custom_role_arn}"
+            ecr = self._factory(region, aws_creds)
+            out = ecr.get_authorization_token(registryIds=[account])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            raise CredentialsError(f"{step} for {account} in {region} failed: {code}") from None
+        except BotoCoreError as exc:
+            raise CredentialsError(
+                f"{step} for {account} in {region} failed: {exc.__class__.__name__}"
+            ) from None
+        data: list[Any] = list(out.get("authorizationData") or [])
+        if not data or not data[0].get("authorizationToken"):
+            raise CredentialsError(f"GetAuthorizationToken for {account} in {region} returned no token")
+        try:
+            decoded = base64.b64decode(data[0]["authorizationToken"], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise CredentialsError(
+                f"GetAuthorizationToken for {account} returned a malformed token"
+            ) from None
+        username, sep, password = decoded.partition(":")
+        if not sep or not username or not password:
+            raise CredentialsError(f"GetAuthorizationToken for {account} returned a malformed token")
+        expires = data[0].get("expiresAt")
+        if not isinstance(expires, datetime):
+            expires = self._now() + timedelta(hours=1)  # ECR says 12 h; without a date, assume less
+        elif expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        return Credentials(username=username, secret=password, expires_at=expires)
+
+    def invalidate(self, ref: UpstreamRef) -> None:
+        with self._lock:
+            self._cache.pop((ref.host, ref.custom_role_arn or ""), None)
+
+
+class RuleCredentialProvider:
+    """The production provider: ECR upstreams through GetAuthorizationToken, others through the rule's
+    Secrets Manager secret when it has one, anonymous otherwise."""
+
+    def __init__(
+        self,
+        *,
+        secrets: CredentialProvider | None = None,
+        ecr: CredentialProvider | None = None,
+    ) -> None:
+        self._secrets = secrets
+        self._ecr = ecr
+
+    def _for(self, ref: UpstreamRef) -> CredentialProvider | None:
+        if ref.kind is UpstreamKind.ECR:
+            return self._ecr
+        if ref.credential_arn:
+            if self._secrets is None:
+                raise CredentialsError(
+                    f"rule {ref.rule_prefix!r} names a secret and no secrets provider is set"
+                )
+            return self._secrets
+        return None
+
+    def credentials_for(self, ref: UpstreamRef) -> Credentials | None:
+        provider = self._for(ref)
+        return provider.credentials_for(ref) if provider else None
+
+    def invalidate(self, ref: UpstreamRef) -> None:
+        try:
+            provider = self._for(ref)
+        except CredentialsError:
+            return
+        if provider is not None:
+            provider.invalidate(ref)
+
+
+class StaticCredentials:
+    """Fixed credentials per upstream host (tests and the local demo)."""
+
+    def __init__(self, by_host: Mapping[str, Credentials]) -> None:
+        self._by_host = dict(by_host)
+
+    def credentials_for(self, ref: UpstreamRef) -> Credentials | None:
+        return self._by_host.get(ref.host)
+
+    def invalidate(self, ref: UpstreamRef) -> None:
+        return None
