@@ -39,8 +39,9 @@ class EcrError(RuntimeError):
         self.operation = operation
         self.code = code
         self.subject = subject
-        where = f" {subject}" if subject else ""
-        super().__init__(f"{operation}{where}: {code}: {message}")
+        # code first: chat lines are cut at a couple hundred characters, the subject matters least
+        where = f" ({subject})" if subject else ""
+        super().__init__(f"{operation}: {code}: {message}{where}")
 
     @property
     def not_found(self) -> bool:
