@@ -178,6 +178,77 @@ class Refresher:
             notes=notes,
         )
 
+    # -- pre-warm and rollback (pre-warm list, CLI) -----------------------------------------------------
+
+    def prewarm(self, repository: str, tag: str) -> RefreshResult:
+        """Make ``repository:tag`` cached and every blob of every platform warm: a pull by tag (which
+        imports an absent tag), waiting within the bound for a background import, then the blobs."""
+        deadline = self.monotonic() + self.verify_timeout
+        try:
+            manifest = self.ecr.get_manifest(repository, tag=tag)
+        except EcrError as exc:
+            if exc.code in DEFINITE_IMPORT_FAILURES:
+                return RefreshResult(ok=False, failed_step=Step.IMPORT, reason=str(exc))
+            try:
+                digest = self._wait_for_any(repository, tag, deadline, str(exc))
+                manifest = self.ecr.get_manifest(repository, digest=digest)
+            except (StepFailedError, EcrError) as err:
+                reason = err.reason if isinstance(err, StepFailedError) else str(err)
+                return RefreshResult(ok=False, failed_step=Step.IMPORT, reason=reason)
+        try:
+            contents = self._warm(repository, manifest)
+        except StepFailedError as exc:
+            return RefreshResult(
+                ok=False, new_digest=manifest.digest, failed_step=exc.step, reason=exc.reason
+            )
+        return RefreshResult(
+            ok=True,
+            new_digest=manifest.digest,
+            platforms=contents.platforms,
+            blobs_warmed=len(contents.blobs),
+        )
+
+    def _wait_for_any(self, repo: str, tag: str, deadline: float, first_error: str) -> str:
+        while True:
+            try:
+                seen = self.ecr.tag_digest(repo, tag)
+            except EcrError:
+                seen = None
+            if seen is not None:
+                return seen
+            if self.monotonic() >= deadline:
+                raise StepFailedError(
+                    Step.IMPORT, f"not in ECR after {self.verify_timeout:g}s ({first_error})"
+                )
+            self.sleep(self.poll_interval)
+
+    def rollback(self, repository: str, tag: str, backups: Sequence[str]) -> RefreshResult:
+        """Put the newest backup generation back under ``tag`` (the previous image a refresh kept)."""
+        if not backups:
+            return RefreshResult(
+                ok=False, failed_step=Step.READ_OLD, reason=f"no backup of {repository}:{tag}"
+            )
+        newest = sorted(backups, key=lambda t: t.rpartition("--")[2])[-1]
+        try:
+            digest = self.ecr.tag_digest(repository, newest)
+            if digest is None:
+                return RefreshResult(
+                    ok=False, failed_step=Step.READ_OLD, reason=f"backup tag {newest} is gone"
+                )
+            previous = self.ecr.get_manifest(repository, digest=digest)
+        except EcrError as exc:
+            return RefreshResult(ok=False, failed_step=Step.READ_OLD, reason=str(exc), backup_tag=newest)
+        try:
+            self.ecr.put_manifest(repository, tag, previous)
+        except EcrError as exc:
+            put_error = str(exc)  # ImageAlreadyExists when the tag already shows it: checked below
+        else:
+            put_error = ""
+        if not self._tag_is(repository, tag, previous.digest):
+            reason = put_error or f"{tag} does not show {previous.digest}"
+            return RefreshResult(ok=False, failed_step=Step.VERIFY, reason=reason, backup_tag=newest)
+        return RefreshResult(ok=True, new_digest=previous.digest, backup_tag=newest)
+
     # -- steps 4 to 6 -----------------------------------------------------------------------------------
 
     def _import_warm_verify(self, repo: str, tag: str, expected: str) -> ImageContents:
