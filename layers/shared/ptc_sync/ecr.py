@@ -120,6 +120,18 @@ def match_rule(rules: Iterable[PullThroughCacheRule], repository: str) -> PullTh
     return best
 
 
+def _repository(raw: Any, rule: PullThroughCacheRule) -> CachedRepository:
+    filters = tuple(f.get("filter", "") for f in raw.get("imageTagMutabilityExclusionFilters", []) or [])
+    return CachedRepository(
+        name=raw["repositoryName"],
+        arn=raw["repositoryArn"],
+        registry_id=raw["registryId"],
+        rule=rule,
+        tag_mutability=TagMutability(raw.get("imageTagMutability", "MUTABLE")),
+        mutability_exclusions=filters,
+    )
+
+
 class EcrAdapter:
     """ECR calls for the caller's own registry (pull-through cache rules are per registry)."""
 
@@ -142,21 +154,23 @@ class EcrAdapter:
             for page in pages:
                 for raw in page.get("repositories", []):
                     rule = match_rule(rules, raw["repositoryName"])
-                    if rule is None:
-                        continue
-                    filters = tuple(
-                        f.get("filter", "") for f in raw.get("imageTagMutabilityExclusionFilters", []) or []
-                    )
-                    yield CachedRepository(
-                        name=raw["repositoryName"],
-                        arn=raw["repositoryArn"],
-                        registry_id=raw["registryId"],
-                        rule=rule,
-                        tag_mutability=TagMutability(raw.get("imageTagMutability", "MUTABLE")),
-                        mutability_exclusions=filters,
-                    )
+                    if rule is not None:
+                        yield _repository(raw, rule)
         except (ClientError, BotoCoreError) as exc:
             raise _raise("DescribeRepositories", exc) from exc
+
+    def cached_repository(self, name: str, rule: PullThroughCacheRule) -> CachedRepository | None:
+        """One repository (None when it does not exist)."""
+        try:
+            resp = self.client.describe_repositories(repositoryNames=[name])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "RepositoryNotFoundException":
+                return None
+            raise _raise("DescribeRepositories", exc, name) from exc
+        except BotoCoreError as exc:
+            raise _raise("DescribeRepositories", exc, name) from exc
+        repos = resp.get("repositories", [])
+        return _repository(repos[0], rule) if repos else None
 
     def tagged_images(self, repository: str) -> Iterator[CachedTag]:
         """One CachedTag per tag of every tagged image in ``repository``."""

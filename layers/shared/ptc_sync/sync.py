@@ -7,8 +7,10 @@ taken from the account's pull-through cache rules (``upstream.upstream_for``).
 from __future__ import annotations
 
 import fnmatch
+import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,11 +18,12 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from ptc_sync.ecr import EcrAdapter, EcrError, Manifest
+from ptc_sync.ecr import EcrAdapter, EcrError, Manifest, match_rule
 from ptc_sync.models import (
     CachedRepository,
     CachedTag,
     Outcome,
+    PullThroughCacheRule,
     RateLimitStatus,
     ResolvedDigest,
     RunReport,
@@ -34,6 +37,7 @@ from ptc_sync.settings import SyncSettings
 from ptc_sync.upstream import upstream_for
 
 logger = Logger(child=True)
+RULES_TTL = 300.0  # seconds a container trusts its copy of the account's pull-through cache rules
 
 
 class UpstreamResolver(Protocol):
@@ -83,6 +87,38 @@ def is_immutable(repository: CachedRepository, tag: str) -> bool:
             return False
 
 
+class PullBudget(Protocol):
+    """Upstream pulls a run may still spend per host (Docker Hub counts one per platform)."""
+
+    def try_spend(self, host: str, pulls: int) -> str:
+        """Spend ``pulls`` on ``host``: '' when allowed, else why not (the rate-limited reason)."""
+        ...
+
+
+class LocalBudget:
+    """A budget for one process: upstream's last reported ``ratelimit-remaining`` less the reserve,
+    less what this run already spent. Hosts that report no limit are unlimited."""
+
+    def __init__(self, engine: SyncEngine) -> None:
+        self._registry = engine.registry
+        self._reserve = engine.settings.rate_limit_reserve
+        self._left: dict[str, int | None] = {}
+        self._lock = threading.Lock()
+
+    def try_spend(self, host: str, pulls: int) -> str:
+        with self._lock:
+            if host not in self._left:
+                status = self._registry.rate_limit(host)
+                self._left[host] = status.remaining if status and status.remaining is not None else None
+            left = self._left[host]
+            if left is None:
+                return ""
+            if left - pulls < self._reserve:
+                return f"{host}: {left} pulls left, reserve {self._reserve}, refresh costs {pulls}"
+            self._left[host] = left - pulls
+            return ""
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -98,15 +134,31 @@ class SyncEngine:
         self.refresher = refresher
         self.settings = settings
         self.now = now
+        self._rules: tuple[float, list[PullThroughCacheRule]] | None = None
 
     # -- discovery -----------------------------------------------------------------------------------
 
+    def rules(self) -> list[PullThroughCacheRule]:
+        """The account's rules in scope (PTC_RULE_PREFIXES), cached for RULES_TTL seconds per container."""
+        now = time.monotonic()
+        if self._rules is None or now - self._rules[0] > RULES_TTL:
+            rules = self.ecr.pull_through_cache_rules()
+            if self.settings.rule_prefixes:
+                rules = [r for r in rules if r.prefix in self.settings.rule_prefixes]
+            self._rules = (now, rules)
+        return self._rules[1]
+
+    def in_scope(self, repository: str) -> bool:
+        s = self.settings
+        if s.repository_include and not _matches(repository, s.repository_include):
+            return False
+        return not _matches(repository, s.repository_exclude)
+
     def discover(self) -> Discovery:
+        """Every cached tag in scope: rules → repositories under their prefixes → tagged images."""
         s = self.settings
         found = Discovery()
-        rules = self.ecr.pull_through_cache_rules()
-        if s.rule_prefixes:
-            rules = [r for r in rules if r.prefix in s.rule_prefixes]
+        rules = self.rules()
         if not rules:
             found.errors.append(
                 "no pull-through cache rules"
@@ -115,32 +167,75 @@ class SyncEngine:
             return found
         pulled_after = self.now() - timedelta(days=s.pulled_within_days) if s.pulled_within_days else None
         for repo in self.ecr.cached_repositories(rules):
-            if (s.repository_include and not _matches(repo.name, s.repository_include)) or _matches(
-                repo.name, s.repository_exclude
-            ):
-                continue
-            try:
-                upstream = upstream_for(repo.rule, repo.name)
-            except ValueError as exc:
-                found.errors.append(f"{repo.name}: {exc}")
-                continue
-            try:
-                tags = list(self.ecr.tagged_images(repo.name))
-            except EcrError as exc:
-                found.errors.append(str(exc))
-                continue
-            for cached in tags:
-                if is_backup_tag(cached.tag):
-                    source = backup_source(cached.tag)
-                    if source:
-                        found.backups.setdefault((repo.name, source), []).append(cached.tag)
-                    continue
-                reason = self._filtered(cached, pulled_after)
-                if reason:
-                    found.skipped.append(self._result(repo, cached, Outcome.SKIPPED, reason=reason))
-                else:
-                    found.targets.append(Target(repo, cached, upstream))
+            if self.in_scope(repo.name):
+                self._collect(repo, found, pulled_after=pulled_after)
         return found
+
+    def discover_repository(self, name: str, tags: Collection[str] | None = None) -> Discovery:
+        """The cached tags ``tags`` (all when None) of one repository, with its rule and mutability.
+
+        The repository must be under one of the account's rules: a name from a message or an event
+        only ever selects; the upstream host always comes from the rule."""
+        found = Discovery()
+        rule = match_rule(self.rules(), name)
+        if rule is None:
+            found.errors.append(f"{name}: not under any pull-through cache rule in scope")
+            return found
+        try:
+            repo = self.ecr.cached_repository(name, rule)
+        except EcrError as exc:
+            found.errors.append(str(exc))
+            return found
+        if repo is None:
+            found.errors.append(f"{name}: no such repository in the cache")
+            return found
+        self._collect(repo, found, pulled_after=None, only=tags)
+        return found
+
+    def _collect(
+        self,
+        repo: CachedRepository,
+        found: Discovery,
+        *,
+        pulled_after: datetime | None,
+        only: Collection[str] | None = None,
+    ) -> None:
+        try:
+            upstream = upstream_for(repo.rule, repo.name)
+        except ValueError as exc:
+            found.errors.append(f"{repo.name}: {exc}")
+            return
+        try:
+            tags = list(self.ecr.tagged_images(repo.name))
+        except EcrError as exc:
+            found.errors.append(str(exc))
+            return
+        wanted = set(only) if only is not None else None
+        seen: set[str] = set()
+        for cached in tags:
+            if is_backup_tag(cached.tag):
+                source = backup_source(cached.tag)
+                if source:
+                    found.backups.setdefault((repo.name, source), []).append(cached.tag)
+                continue
+            if wanted is not None and cached.tag not in wanted:
+                continue
+            seen.add(cached.tag)
+            reason = self._filtered(cached, pulled_after) if wanted is None else ""
+            if reason:
+                found.skipped.append(self._result(repo, cached, Outcome.SKIPPED, reason=reason))
+            else:
+                found.targets.append(Target(repo, cached, upstream))
+        for missing in sorted((wanted or set()) - seen):
+            found.skipped.append(
+                TagResult(
+                    repository=repo.name,
+                    tag=missing,
+                    rule_prefix=repo.rule.prefix,
+                    outcome=Outcome.SKIPPED,
+                    reason="no longer in the cache",
+                )
+            )
 
     def _filtered(self, cached: CachedTag, pulled_after: datetime | None) -> str:
         s = self.settings
@@ -174,17 +269,48 @@ class SyncEngine:
             found = Discovery(errors=[f"discovery failed: {exc}"])
         errors.extend(found.errors)
 
-        results: list[TagResult] = list(found.skipped)
+        results = list(found.skipped)
+        results.extend(
+            self.check(
+                found.targets, found.backups, dry_run=dry, time_left=time_left, budget=LocalBudget(self)
+            )
+        )
+        return RunReport(
+            run_id=run_id,
+            started_at=started,
+            finished_at=self.now(),
+            dry_run=dry,
+            results=tuple(results),
+            rate_limits=self.registry.rate_limits(),
+            errors=tuple(errors),
+            region=self.settings.region,
+            account_id=self.settings.account_id,
+        )
+
+    def check(
+        self,
+        targets: Sequence[Target],
+        backups: Mapping[tuple[str, str], list[str]],
+        *,
+        dry_run: bool,
+        budget: PullBudget,
+        time_left: Callable[[], float] | None = None,
+        refresh_gate: Callable[[Target], str] | None = None,
+    ) -> list[TagResult]:
+        """Compare ``targets`` with upstream and refresh the stale ones: one result per target.
+
+        ``refresh_gate`` may hold a stale tag back (a cooldown): it returns the reason, or ''."""
+        results: list[TagResult] = []
         stale: list[tuple[Target, ResolvedDigest]] = []
         # one upstream check per (upstream repository, tag), however many cached repos share it
-        unique = dict.fromkeys((t.upstream, t.cached.tag) for t in found.targets)
+        unique = dict.fromkeys((t.upstream, t.cached.tag) for t in targets)
         resolved = {
             (ref, tag): answer
             for ref, tag, answer in self.registry.resolve_many(
                 unique, max_workers=self.settings.check_concurrency
             )
         }
-        for target in found.targets:
+        for target in targets:
             answer = resolved.get((target.upstream, target.cached.tag))
             if answer is None:
                 results.append(
@@ -206,7 +332,7 @@ class SyncEngine:
                         reason=f"repository tag mutability {target.repository.tag_mutability.value}",
                     )
                 )
-            elif dry:
+            elif dry_run:
                 results.append(
                     self._result(
                         target.repository,
@@ -219,18 +345,19 @@ class SyncEngine:
             else:
                 stale.append((target, answer))
 
-        results.extend(self._refresh_all(stale, found.backups, time_left))
-        return RunReport(
-            run_id=run_id,
-            started_at=started,
-            finished_at=self.now(),
-            dry_run=dry,
-            results=tuple(results),
-            rate_limits=self.registry.rate_limits(),
-            errors=tuple(errors),
-            region=self.settings.region,
-            account_id=self.settings.account_id,
-        )
+        held: list[tuple[Target, ResolvedDigest]] = []
+        for target, answer in stale:
+            reason = refresh_gate(target) if refresh_gate else ""
+            if reason:
+                results.append(
+                    self._result(
+                        target.repository, target.cached, Outcome.STALE, upstream=answer.digest, reason=reason
+                    )
+                )
+            else:
+                held.append((target, answer))
+        results.extend(self._refresh_all(held, backups, time_left, budget))
+        return results
 
     def _compare_failed(self, target: Target, error: RegistryError) -> TagResult:
         if isinstance(error, NotFoundError):
@@ -246,12 +373,11 @@ class SyncEngine:
     def _refresh_all(
         self,
         stale: list[tuple[Target, ResolvedDigest]],
-        backups: dict[tuple[str, str], list[str]],
+        backups: Mapping[tuple[str, str], list[str]],
         time_left: Callable[[], float] | None,
+        budget: PullBudget,
     ) -> list[TagResult]:
         results: list[TagResult] = []
-        budget: dict[str, int | None] = {}
-        reserve = self.settings.rate_limit_reserve
         # the oldest cached copies first: if the run cannot refresh everything, they matter most
         stale.sort(key=lambda pair: pair[0].cached.pushed_at or datetime.min.replace(tzinfo=UTC))
         planned: list[tuple[Target, ResolvedDigest, Manifest]] = []
@@ -284,25 +410,12 @@ class SyncEngine:
                     )
                 )
                 continue
-            host = target.upstream.host
-            if host not in budget:
-                status = self.registry.rate_limit(host)
-                budget[host] = status.remaining if status and status.remaining is not None else None
-            cost = pull_cost(old)
-            remaining = budget[host]
-            if remaining is not None and remaining - cost < reserve:
+            refusal = budget.try_spend(target.upstream.host, pull_cost(old))
+            if refusal:
                 results.append(
-                    self._result(
-                        repo,
-                        cached,
-                        Outcome.RATE_LIMITED,
-                        upstream=answer.digest,
-                        reason=f"{host}: {remaining} pulls left, reserve {reserve}, refresh costs {cost}",
-                    )
+                    self._result(repo, cached, Outcome.RATE_LIMITED, upstream=answer.digest, reason=refusal)
                 )
                 continue
-            if remaining is not None:
-                budget[host] = remaining - cost
             planned.append((target, answer, old))
 
         def one(item: tuple[Target, ResolvedDigest, Manifest]) -> TagResult:
