@@ -1,0 +1,150 @@
+"""Typed errors of the upstream registry client.
+
+Every error names what was asked (host, repository, reference), what happened (HTTP status or
+transport failure) and carries a stable ``kind`` string the sync engine maps to an outcome.
+Messages never contain credentials or tokens.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from ptc_sync.models import RateLimitStatus
+
+
+def describe_target(host: str, repository: str = "", reference: str = "") -> str:
+    """``host/repository:tag`` or ``host/repository@sha256:…``, as precise as what is known."""
+    if not repository:
+        return host
+    if not reference:
+        return f"{host}/{repository}"
+    sep = "@" if ":" in reference else ":"
+    return f"{host}/{repository}{sep}{reference}"
+
+
+class RegistryError(Exception):
+    """Base class: an upstream registry could not answer what was asked."""
+
+    kind: ClassVar[str] = "registry_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        repository: str = "",
+        reference: str = "",
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.host = host
+        self.repository = repository
+        self.reference = reference
+        self.status = status
+
+    @property
+    def target(self) -> str:
+        return describe_target(self.host, self.repository, self.reference)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "repository": self.repository,
+            "reference": self.reference,
+            "status": self.status,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only constructor arguments: rebuild explicitly so errors survive pickling
+        return (_rebuild, (type(self), self.message, self._state()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+def _rebuild(cls: type[RegistryError], message: str, state: dict[str, Any]) -> RegistryError:
+    return cls(message, **state)
+
+
+class NotFoundError(RegistryError):
+    """The repository or the tag does not exist upstream (HTTP 404)."""
+
+    kind = "not_found"
+
+
+class UnauthorizedError(RegistryError):
+    """Upstream wants credentials, or refused the ones given (HTTP 401, also from a token endpoint)."""
+
+    kind = "unauthorized"
+
+
+class ForbiddenError(RegistryError):
+    """Authenticated, but not allowed (HTTP 403)."""
+
+    kind = "forbidden"
+
+
+class RateLimitedError(RegistryError):
+    """Upstream's rate limit is exhausted (HTTP 429) and waiting would exceed the retry bounds."""
+
+    kind = "rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        repository: str = "",
+        reference: str = "",
+        status: int | None = 429,
+        reset_at: datetime | None = None,
+        rate_limit: RateLimitStatus | None = None,
+    ) -> None:
+        super().__init__(message, host=host, repository=repository, reference=reference, status=status)
+        self.reset_at = reset_at
+        self.rate_limit = rate_limit
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "reset_at": self.reset_at, "rate_limit": self.rate_limit}
+
+
+class UpstreamUnavailableError(RegistryError):
+    """Upstream did not answer usefully: 5xx or 408 after retries, timeouts, refused or reset connections."""
+
+    kind = "upstream_unavailable"
+
+
+class BadResponseError(RegistryError):
+    """Upstream answered something that cannot be trusted or used: a malformed or mismatching digest,
+    invalid JSON, an unexpected status, a redirect or realm that would leave HTTPS."""
+
+    kind = "bad_response"
+
+
+class CredentialsUnavailableError(RegistryError):
+    """The rule's credentials could not be obtained (Secrets Manager, GetAuthorizationToken, STS)."""
+
+    kind = "credentials_unavailable"
+
+
+class InvalidReferenceError(RegistryError, ValueError):
+    """The caller asked for something no registry can have: a malformed host, repository, tag or digest."""
+
+    kind = "invalid_reference"
+
+
+ERROR_KINDS: tuple[str, ...] = tuple(
+    cls.kind
+    for cls in (
+        NotFoundError,
+        UnauthorizedError,
+        ForbiddenError,
+        RateLimitedError,
+        UpstreamUnavailableError,
+        BadResponseError,
+        CredentialsUnavailableError,
+        InvalidReferenceError,
+    )
+)

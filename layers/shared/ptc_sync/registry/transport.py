@@ -1,0 +1,449 @@
+"""HTTP transport for the registry client: urllib3 connection pools, timeouts, bounded retries, routing.
+
+- One urllib3 connection pool per upstream origin, kept for the client's life: connections are
+  reused across requests and workers.
+- Explicit connect/read timeouts; each attempt's timeouts are cut to the time left in the budget.
+- Retries on 408/429/5xx and on connection failures (refused, reset, timed out) with exponential
+  backoff and jitter, ``Retry-After`` honoured (seconds or HTTP date); bounded by attempts and by
+  total time. The clock and the sleep are injectable (tests never sleep through real backoff).
+- Routing: production talks HTTPS only. ``host_override`` (test and demo wiring only) maps an
+  upstream host to a loopback base URL; an override to anything but a loopback address is refused.
+- A per-host semaphore caps concurrent requests to one upstream host.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, Protocol
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from ptc_sync.registry.ratelimit import parse_retry_after
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+HOST_RE: Final = re.compile(
+    r"^(?=.{1,253}(?::\d{1,5})?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"(?::\d{1,5})?$"
+)
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def now(self) -> datetime:
+        """Timezone-aware wall-clock time (for HTTP dates and token ``issued_at``)."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try one logical request. All bounds apply together."""
+
+    max_attempts: int = 4  # attempts in total, the first included
+    base_delay: float = 0.25  # first backoff step, doubled each retry
+    max_delay: float = 8.0  # cap of one backoff sleep
+    max_retry_after: float = 30.0  # a longer Retry-After is not waited for: the error carries the reset
+    total_budget: float = 45.0  # seconds for all attempts and sleeps of one request
+    retry_statuses: frozenset[int] = RETRY_STATUSES
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.base_delay < 0 or self.max_delay < 0 or self.total_budget <= 0 or self.max_retry_after < 0:
+            raise ValueError("retry delays and budgets must not be negative")
+
+    def backoff(self, retry: int, rnd: float) -> float:
+        """Delay before retry number ``retry`` (1-based): exponential with equal jitter, capped."""
+        step = min(self.max_delay, self.base_delay * 2.0 ** max(0, retry - 1))
+        return step / 2 + rnd * step / 2
+
+
+class InsecureURLError(ValueError):
+    """A URL would leave HTTPS (or go to a loopback address nobody configured)."""
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_host(host: str) -> str:
+    """``Registry-1.Docker.io:443`` → ``registry-1.docker.io``; raises ValueError for anything not a host."""
+    value = host.strip().lower()
+    if value.endswith(":443"):
+        value = value[:-4]
+    if not HOST_RE.fullmatch(value):
+        raise ValueError(f"not a registry host: {host[:100]!r}")
+    return value
+
+
+def _origin(parts: SplitResult) -> tuple[str, str]:
+    netloc = parts.netloc.lower()
+    if parts.scheme == "https" and netloc.endswith(":443"):
+        netloc = netloc[:-4]
+    return parts.scheme, netloc
+
+
+class HostRouter:
+    """Maps logical URLs (``https://registry-1.docker.io/v2/…``) to the URL actually connected to.
+
+    Without overrides only ``https://`` URLs pass. ``overrides`` maps a host to a loopback base URL
+    (``http://127.0.0.1:PORT``); URLs for that host go there, and URLs already pointing at a
+    configured loopback base (a registry's absolute Link or a token realm) are allowed as they are.
+    """
+
+    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
+        self._map: dict[str, tuple[str, str]] = {}
+        for host, base in (overrides or {}).items():
+            key = normalize_host(host)
+            parts = urlsplit(base.strip())
+            if parts.scheme not in {"http", "https"} or not parts.hostname:
+                raise ValueError(f"host_override for {key}: {base!r} is not an http(s) URL")
+            if not _is_loopback(parts.hostname):
+                raise ValueError(
+                    f"host_override for {key}: {parts.hostname!r} is not a loopback address; overrides "
+                    "exist for tests and the local demo only"
+                )
+            if (
+                parts.username
+                or parts.password
+                or parts.query
+                or parts.fragment
+                or parts.path not in {"", "/"}
+            ):
+                raise ValueError(f"host_override for {key}: give a bare base URL like http://127.0.0.1:5000")
+            self._map[key] = _origin(parts)
+        self._targets = frozenset(self._map.values())
+
+    @property
+    def overridden(self) -> bool:
+        return bool(self._map)
+
+    def target(self, parts: SplitResult) -> tuple[str, str]:
+        """(scheme, netloc) to connect to for a logical URL; raises InsecureURLError."""
+        if parts.username is not None or parts.password is not None:
+            raise InsecureURLError("URLs with user information are refused")
+        origin = _origin(parts)
+        target = self._map.get(origin[1]) if origin[0] in {"https", "http"} else None
+        if target is not None:
+            return target
+        if origin in self._targets:
+            return origin
+        if origin[0] != "https" or not parts.hostname:
+            raise InsecureURLError(f"refusing non-HTTPS URL {urlunsplit((*origin, parts.path, '', ''))}")
+        return origin
+
+    def physical(self, url: str) -> str:
+        parts = urlsplit(url)
+        scheme, netloc = self.target(parts)
+        return urlunsplit((scheme, netloc, parts.path, parts.query, ""))
+
+    def resolve(self, reference: str, base_logical: str) -> str:
+        """Resolve a Location or Link value against the logical URL it came from.
+
+        A server that names itself by its loopback address (the override target of ``base_logical``)
+        is mapped back to the logical host, so same-host checks compare logical origins.
+        """
+        absolute = urljoin(base_logical, reference.strip())
+        parts = urlsplit(absolute)
+        base = urlsplit(base_logical)
+        base_target = self._map.get(_origin(base)[1])
+        if base_target is not None and _origin(parts) == base_target:
+            return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+
+
+def same_origin(a: str, b: str) -> bool:
+    return _origin(urlsplit(a)) == _origin(urlsplit(b))
+
+
+def safe_url(url: str) -> str:
+    """scheme://host/path for messages (no query: a token request's query names the account)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+class RequestCounters:
+    """Thread-safe counters of requests actually sent (every attempt counts), per category."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + n
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._counts.get(name, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: urllib3.HTTPHeaderDict
+    body: bytes
+    url: str  # logical URL this response answers
+    attempts: int
+    retry_after: float | None = None  # seconds upstream asked us to wait (last response)
+    waited: float = 0.0  # seconds slept in backoff for this request
+    physical_url: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    pool: urllib3.HTTPConnectionPool
+    semaphore: threading.BoundedSemaphore
+    origin: str  # scheme://host:port actually connected to
+
+
+class TransportError(Exception):
+    """No usable HTTP response: ``reason`` is one of timeout, connection, tls, too_large, insecure."""
+
+    def __init__(self, message: str, *, reason: str, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.attempts = attempts
+
+
+def _describe_failure(exc: BaseException) -> tuple[str, str]:
+    """(reason, short description) for a urllib3 or socket failure."""
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    if isinstance(exc, ProtocolError) and len(exc.args) > 1 and isinstance(exc.args[1], BaseException):
+        exc = exc.args[1]  # ("Connection aborted.", ConnectionResetError(...))
+    if isinstance(exc, SSLError):
+        return "tls", f"TLS failure ({exc})"[:200]
+    reason, what = "connection", f"connection failed ({exc.__class__.__name__})"
+    if isinstance(exc, NewConnectionError):
+        pass
+    elif isinstance(exc, ConnectTimeoutError):
+        reason, what = "timeout", "connect timed out"
+    elif isinstance(exc, ReadTimeoutError):
+        reason, what = "timeout", "read timed out"
+    elif isinstance(exc, ConnectionResetError):
+        what = "connection reset by peer"
+    elif isinstance(exc, TimeoutError):
+        reason, what = "timeout", "timed out"
+    elif isinstance(exc, ProtocolError | OSError):
+        what = f"connection broken ({exc.__class__.__name__})"
+    return reason, what
+
+
+class Transport:
+    def __init__(
+        self,
+        *,
+        router: HostRouter,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        max_per_host: int = 8,
+        user_agent: str = "ptc-sync",
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if max_per_host < 1:
+            raise ValueError("max_per_host must be at least 1")
+        if connect_timeout <= 0 or read_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        self.router = router
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retry = retry or RetryPolicy()
+        self.clock: Clock = clock or SystemClock()
+        self.max_per_host = max_per_host
+        self.user_agent = user_agent
+        self.counters = RequestCounters()
+        self._rng = rng
+        self._lock = threading.Lock()
+        self._pools: dict[tuple[str, str], urllib3.HTTPConnectionPool] = {}
+        self._endpoints: dict[tuple[str, str], _Endpoint] = {}
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+            self._endpoints.clear()
+        for pool in pools:
+            pool.close()
+
+    def _endpoint(self, parts: SplitResult) -> _Endpoint:
+        """Connection pool and host semaphore for a logical URL, cached per logical origin."""
+        key = (parts.scheme, parts.netloc.lower())
+        with self._lock:
+            endpoint = self._endpoints.get(key)
+        if endpoint is not None:
+            return endpoint
+        try:
+            scheme, netloc = self.router.target(parts)
+        except InsecureURLError as exc:
+            raise TransportError(str(exc), reason="insecure") from None
+        with self._lock:
+            host_key = _origin(parts)[1]
+            sem = self._semaphores.get(host_key)
+            if sem is None:
+                sem = self._semaphores[host_key] = threading.BoundedSemaphore(self.max_per_host)
+            pool = self._pools.get((scheme, netloc))
+            if pool is None:
+                pool = self._pools[(scheme, netloc)] = urllib3.connection_from_url(
+                    f"{scheme}://{netloc}",
+                    maxsize=self.max_per_host,
+                    block=False,
+                    retries=False,
+                    timeout=urllib3.Timeout(connect=self.connect_timeout, read=self.read_timeout),
+                )
+            endpoint = self._endpoints[key] = _Endpoint(pool, sem, f"{scheme}://{netloc}")
+        return endpoint
+
+    def _attempt(
+        self,
+        method: str,
+        endpoint: _Endpoint,
+        target: str,
+        *,
+        headers: dict[str, str],
+        max_body: int,
+        remaining: float,
+    ) -> tuple[int, urllib3.HTTPHeaderDict, bytes]:
+        timeout = urllib3.Timeout(
+            connect=max(0.001, min(self.connect_timeout, remaining)),
+            read=max(0.001, min(self.read_timeout, remaining)),
+        )
+        resp = endpoint.pool.urlopen(
+            method,
+            target,
+            headers=headers,
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            timeout=timeout,
+            assert_same_host=False,
+            release_conn=False,
+        )
+        try:
+            body = b"" if method == "HEAD" else resp.read(max_body + 1)
+            if len(body) > max_body:
+                resp.close()
+                raise TransportError(f"response body larger than {max_body} bytes", reason="too_large")
+            resp.drain_conn()
+            return resp.status, resp.headers, body
+        finally:
+            resp.release_conn()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        category: str = "other",
+        max_body: int = 4 * 1024 * 1024,
+    ) -> Response:
+        """Send one logical request with retries. Returns the last response, whatever its status.
+
+        Raises TransportError when no response came (after retries) or the URL is refused.
+        """
+        parts = urlsplit(url)
+        endpoint = self._endpoint(parts)
+        target = f"{parts.path or '/'}?{parts.query}" if parts.query else (parts.path or "/")
+        physical = endpoint.origin + target
+        hdrs = {"User-Agent": self.user_agent, **(headers or {})}
+        policy = self.retry
+        start = self.clock.monotonic()
+        deadline = start + policy.total_budget
+        sem = endpoint.semaphore
+        waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - self.clock.monotonic()
+            failure: tuple[str, str] | None = None
+            status = 0
+            resp_headers = urllib3.HTTPHeaderDict()
+            body = b""
+            with sem:
+                self.counters.add("requests")
+                self.counters.add(category)
+                if attempt > 1:
+                    self.counters.add("retries")
+                try:
+                    status, resp_headers, body = self._attempt(
+                        method, endpoint, target, headers=hdrs, max_body=max_body, remaining=remaining
+                    )
+                except TransportError as exc:
+                    exc.attempts = attempt
+                    raise
+                except (HTTPError, OSError) as exc:
+                    failure = _describe_failure(exc)
+            retry_after: float | None = None
+            if failure is None:
+                retry_after = parse_retry_after(resp_headers.get("Retry-After"), self.clock.now())
+                if status not in policy.retry_statuses:
+                    return Response(status, resp_headers, body, url, attempt, retry_after, waited, physical)
+            # decide whether to try again, and after how long
+            delay = policy.backoff(attempt, self._rng())
+            if retry_after is not None:
+                # a Retry-After longer than we wait for: give upstream's answer back now (-1)
+                delay = -1.0 if retry_after > policy.max_retry_after else max(retry_after, 0.0)
+            left = deadline - self.clock.monotonic()
+            if attempt >= policy.max_attempts or delay < 0 or delay >= left:
+                if failure is not None:
+                    reason, what = failure
+                    raise TransportError(
+                        f"{what} after {attempt} attempt(s)", reason=reason, attempts=attempt
+                    )
+                return Response(status, resp_headers, body, url, attempt, retry_after, waited, physical)
+            logger.debug(
+                "retrying %s %s after %s (attempt %d, sleeping %.3fs)",
+                method,
+                safe_url(url),
+                failure[1] if failure else f"HTTP {status}",
+                attempt,
+                delay,
+            )
+            self.clock.sleep(delay)
+            waited += delay
