@@ -1,0 +1,80 @@
+"""Work items: what the planner and the request handler send the checker over SQS.
+
+A message names a cached repository and tags, never a host: the checker re-reads the repository from
+ECR and maps it to its upstream through the account's pull-through cache rules. Every field is
+validated (Powertools Parser / pydantic); unknown fields are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from ptc_sync.semver import parse_range
+
+# ECR's repository name pattern (CreateRepository) and the Docker tag grammar.
+REPOSITORY_RE: Final = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
+TAG_RE: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+RUN_ID_RE: Final = r"^[A-Za-z0-9_-]{1,80}$"
+MAX_TAGS_PER_ITEM: Final = 100  # DescribeImages takes 100 image ids; also keeps messages small
+
+RepositoryName = Annotated[str, StringConstraints(min_length=2, max_length=256, pattern=REPOSITORY_RE)]
+TagName = Annotated[str, StringConstraints(pattern=TAG_RE)]
+RunId = Annotated[str, StringConstraints(pattern=RUN_ID_RE)]
+
+
+class WorkKind(StrEnum):
+    CHECK = "check"  # compare, and refresh when stale (unless refresh is false or dry run)
+    WARM = "warm"  # make the tags cached and warm (pre-warm list, retry of a failed ECR sync)
+    DISCOVER = "discover"  # pre-cache new upstream tags matching the repository's tag patterns
+
+
+class DiscoverySpec(BaseModel):
+    """New-tag discovery for one cached repository: a regex or a semver range, bounded per run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: RepositoryName
+    pattern: str | None = Field(default=None, max_length=200)
+    semver: str | None = Field(default=None, max_length=200)
+    max_new: int = Field(default=3, ge=1, le=50)
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("semver")
+    @classmethod
+    def _range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_range(value)  # raises ValueError with the reason
+        return value
+
+    def model_post_init(self, __context: object) -> None:
+        if (self.pattern is None) == (self.semver is None):
+            raise ValueError(f"{self.repository}: give exactly one of pattern or semver")
+
+
+class WorkItem(BaseModel):
+    """One SQS message body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    run_id: RunId
+    kind: WorkKind
+    repository: RepositoryName
+    tags: tuple[TagName, ...] = Field(default=(), max_length=MAX_TAGS_PER_ITEM)
+    refresh: bool = True
+    dry_run: bool = False
+    discovery: DiscoverySpec | None = None
+    source: Literal["schedule", "ecr-event", "request", "prewarm"] = "schedule"
