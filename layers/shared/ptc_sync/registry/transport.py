@@ -191,7 +191,7 @@ class HostRouter:
 
 
 def same_origin(a: str, b: str) -> bool:
-    return _origin(urlsplit(a)) == _origin(urlsplit(b))
+    return a == b or _origin(urlsplit(a)) == _origin(urlsplit(b))
 
 
 def safe_url(url: str) -> str:
