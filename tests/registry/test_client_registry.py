@@ -324,3 +324,27 @@ def test_realm_that_grants_one_scope_per_token_is_detected(
     fresh_tokens.clear()
     list(client.resolve_many([(hub_ref(r), "v1") for r in more], max_workers=1))
     assert [len(r.scopes) for r in fresh_tokens.requests] == [1, 1]
+
+
+def test_an_expired_batch_token_does_not_stop_batching(
+    token_pusher: ImagePusher,
+    token_override: dict[str, str],
+    fresh_tokens: TokenServer,
+    unique_repo: str,
+    make_client: ClientFactory,
+) -> None:
+    repos = [f"{unique_repo}-{i}" for i in range(3)]
+    for repo in repos:
+        token_pusher.push_image(repo, "v1")
+    fresh_tokens.clear()
+    fresh_tokens.expire_next(1)  # the batch token is rejected as expired (invalid_token)
+    client = make_client(token_override)
+    results = list(client.resolve_many([(hub_ref(r), "v1") for r in repos], max_workers=1))
+    assert all(isinstance(r, ResolvedDigest) for _, _, r in results)
+    assert [len(r.scopes) for r in fresh_tokens.requests] == [3, 1, 1, 1]
+    more = [f"{unique_repo}-y{i}" for i in range(2)]
+    for repo in more:
+        token_pusher.push_image(repo, "v1")
+    fresh_tokens.clear()
+    list(client.resolve_many([(hub_ref(r), "v1") for r in more], max_workers=1))
+    assert [len(r.scopes) for r in fresh_tokens.requests] == [2]  # still one request for the batch

@@ -567,9 +567,15 @@ class RegistryClient:
             auth, token = self._authorization(ref, scopes, failed=failed)
             if auth is None:
                 break
-            if failed is not None and len(failed.scopes) > 1 and state.multi_scope:
-                # a token for several repositories was refused for this one: if the single-repository
-                # token works, the realm does not honour several scopes; stop asking it for them
+            if (
+                failed is not None
+                and len(failed.scopes) > 1
+                and state.multi_scope
+                and challenge.error == "insufficient_scope"
+            ):
+                # a valid token for several repositories lacked this one (an expired token says
+                # invalid_token): if a single-repository token works, the realm does not honour
+                # several scopes; stop asking it for them
                 resp = self._follow(
                     method,
                     url,
