@@ -10,9 +10,11 @@ stays a short, readable message far below SNS's 256 KB.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, TypedDict
+from enum import StrEnum
+from typing import Final, Literal, NamedTuple, TypedDict
 
 from ptc_sync.models import Outcome, RunReport, TagResult, short_digest
 
@@ -179,15 +181,31 @@ def title(report: RunReport) -> str:
     return f"{_emoji(report)} {headline(report)}"
 
 
-def _emoji(report: RunReport) -> str:
+class Tone(StrEnum):
+    """The emoji a title opens with, i.e. what kind of run it was. Chat renderers map it to their own
+    colours and emoji (``tone_of`` reads it back from a title)."""
+
+    CHANGED = ":arrows_counterclockwise:"
+    ATTENTION = ":rotating_light:"
+    WARNING = ":warning:"
+    QUIET = ":white_check_mark:"
+
+
+def _emoji(report: RunReport) -> Tone:
     present = {result.outcome for result in report.results}
     if present & _CHANGE_OUTCOMES:
-        return ":arrows_counterclockwise:"
+        return Tone.CHANGED
     if report.errors or present & _ATTENTION_OUTCOMES:
-        return ":rotating_light:"
+        return Tone.ATTENTION
     if report.notable:
-        return ":warning:"
-    return ":white_check_mark:"
+        return Tone.WARNING
+    return Tone.QUIET
+
+
+def tone_of(title_text: str) -> Tone | None:
+    """The Tone a ``title`` opens with; None for a title this module did not build."""
+    first = title_text.split(" ", 1)[0]
+    return Tone(first) if first in Tone else None
 
 
 def subject(report: RunReport) -> str:
@@ -266,6 +284,52 @@ def _section_block(heading: str, lines: Iterable[str], max_lines: int) -> str:
     if hidden:
         shown.append(f"… and {hidden} more")
     return "\n".join([f"*{heading}* ({len(all_lines)})", *shown])
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptionSection:
+    """One ``*heading* (total)`` block of a description, read back: its lines without the bullet, and how
+    many more the sync left out (``… and N more``)."""
+
+    heading: str
+    total: int
+    lines: tuple[str, ...]
+    hidden: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDescription:
+    summary: str
+    sections: tuple[DescriptionSection, ...]
+
+
+_HEADING_RE: Final = re.compile(r"^\*(?P<heading>[^*\n]+)\* \((?P<total>\d+)\)$")
+_MORE_RE: Final = re.compile(r"^… and (?P<hidden>\d+) more$")
+_BULLET: Final = "• "
+
+
+def parse_description(text: str) -> ParsedDescription:
+    """The inverse of ``description``, for readers of the SNS message (the chat notifier).
+
+    The grammar lives here, next to the writer: blocks separated by a blank line, the first the run
+    summary, each other a heading line, bullet lines and an optional ``… and N more``. A block that does
+    not follow it is kept as a section without heading, its lines as they are, so nothing is dropped.
+    """
+    summary, *blocks = text.split("\n\n")
+    return ParsedDescription(summary=summary, sections=tuple(_parse_block(block) for block in blocks))
+
+
+def _parse_block(block: str) -> DescriptionSection:
+    first, *rest = block.split("\n")
+    heading = _HEADING_RE.fullmatch(first)
+    if heading is None:
+        return DescriptionSection(heading="", total=len(rest) + 1, lines=(first, *rest))
+    hidden = 0
+    if rest and (more := _MORE_RE.fullmatch(rest[-1])):
+        hidden = int(more["hidden"])
+        rest = rest[:-1]
+    bullets = tuple(line.removeprefix(_BULLET) for line in rest)
+    return DescriptionSection(heading["heading"], int(heading["total"]), bullets, hidden)
 
 
 def tag_line(result: TagResult) -> str:
@@ -355,6 +419,26 @@ def thread_id(report: RunReport) -> str:
 
 def repository_arn(region: str, account_id: str, repository: str) -> str:
     return f"arn:{_partition(region)}:ecr:{region}:{account_id}:repository/{repository}"
+
+
+class RepositoryRef(NamedTuple):
+    partition: str
+    region: str
+    account_id: str
+    name: str
+
+
+_REPOSITORY_ARN_RE: Final = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):ecr:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):repository/(?P<name>[a-z0-9._/-]+)$"
+)
+
+
+def parse_repository_arn(arn: str) -> RepositoryRef | None:
+    """The inverse of ``repository_arn`` (None for anything that is not an ECR repository ARN)."""
+    match = _REPOSITORY_ARN_RE.fullmatch(arn)
+    if match is None:
+        return None
+    return RepositoryRef(match["partition"], match["region"], match["account"], match["name"])
 
 
 def _partition(region: str) -> str:

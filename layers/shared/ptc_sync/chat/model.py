@@ -1,0 +1,208 @@
+"""What a chat message says, read back from the SNS message the sync published (pure).
+
+The sync publishes one AWS Chatbot custom notification per run (``ptc_sync.report``). The notifier
+renders that same JSON for webhooks instead of asking the sync for a second format:
+
+- ``metadata.summary`` is the plain-text headline (``ptc-sync: 3 tags refreshed, 1 failed``);
+- ``content.title`` opens with the run's Tone (``report.tone_of``);
+- ``content.description`` is read with ``report.parse_description``: the run summary, then each
+  section's heading, total, lines (one per tag, already bounded) and how many the sync left out;
+- ``content.nextSteps`` are plain sentences;
+- ``metadata.relatedResources`` are the ARNs of the repositories with notable tags (console links);
+- ``metadata.additionalContext`` holds the run facts (run id, dry run, region, account, finish time).
+
+Nothing new is added to the SNS message: everything a webhook message shows is already in it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ptc_sync.report import (
+    EVENT_TYPE,
+    DescriptionSection,
+    RepositoryRef,
+    Tone,
+    parse_description,
+    parse_repository_arn,
+    tone_of,
+)
+
+MORE_MARK: Final = "…"
+
+# Unicode for the services that do not read Slack's :shortcodes: (Discord, Teams, Google Chat).
+TONE_EMOJI: Final = {
+    Tone.CHANGED: "\N{ANTICLOCKWISE DOWNWARDS AND UPWARDS OPEN CIRCLE ARROWS}",
+    Tone.ATTENTION: "\N{POLICE CARS REVOLVING LIGHT}",
+    Tone.WARNING: "\N{WARNING SIGN}\N{VARIATION SELECTOR-16}",
+    Tone.QUIET: "\N{WHITE HEAVY CHECK MARK}",
+}
+
+_CONSOLE_HOSTS: Final = {"aws-cn": "console.amazonaws.cn", "aws-us-gov": "console.amazonaws-us-gov.com"}
+
+
+class ReportFormatError(ValueError):
+    """The SNS message is not a ptc-sync run report; the message says which part is wrong."""
+
+
+class _Content(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    textType: Literal["client-markdown"]
+    title: str
+    description: str = ""
+    nextSteps: list[str] = Field(default_factory=list)
+
+
+class _Metadata(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    summary: str = ""
+    eventType: str = ""
+    relatedResources: list[str] = Field(default_factory=list)
+    additionalContext: dict[str, str] = Field(default_factory=dict)
+
+
+class _Notification(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    version: Literal["1.0"]
+    source: Literal["custom"]
+    content: _Content
+    metadata: _Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    label: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReport:
+    """One run report, ready for any chat service's builder."""
+
+    title: str  # opens with a Slack :shortcode:
+    headline: str  # plain text
+    tone: Tone | None
+    summary: str
+    sections: tuple[DescriptionSection, ...]
+    next_steps: tuple[str, ...]
+    repositories: tuple[Link, ...]  # ECR console, one per repository with notable tags
+    dashboard: Link | None
+    run_id: str = ""
+    dry_run: bool = False
+    region: str = ""
+    account_id: str = ""
+    finished_at: str = ""
+
+    @property
+    def emoji(self) -> str:
+        return TONE_EMOJI[self.tone] if self.tone else ""
+
+    @property
+    def facts(self) -> tuple[tuple[str, str], ...]:
+        """Run, region, account (and dry run) as label/value pairs, for footers and fact sets."""
+        facts = [("Run", self.run_id), ("Region", self.region), ("Account", self.account_id)]
+        if self.dry_run:
+            facts.append(("Mode", "dry run"))
+        return tuple((label, value) for label, value in facts if value)
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """How much of a report a message shows: builders shrink it until the payload fits its service."""
+
+    lines_per_section: int
+    links: int
+
+
+# Each level halves what the one before showed; the last is headline, summary, section counts and
+# next steps only, which fits every service.
+DETAIL_LEVELS: Final = (
+    Detail(20, 20),
+    Detail(10, 10),
+    Detail(5, 5),
+    Detail(3, 3),
+    Detail(1, 1),
+    Detail(0, 0),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A section (or the link list) as one message shows it: whole lines, then how many were left out."""
+
+    heading: str
+    total: int
+    lines: tuple[str, ...]
+    more: int
+
+
+def shown_sections(report: ChatReport, detail: Detail) -> list[Shown]:
+    shown = []
+    for section in report.sections:
+        lines = section.lines[: detail.lines_per_section]
+        more = section.hidden + len(section.lines) - len(lines)
+        shown.append(Shown(section.heading, section.total, lines, more))
+    return shown
+
+
+def shown_links(report: ChatReport, detail: Detail) -> tuple[tuple[Link, ...], int]:
+    links = report.repositories[: detail.links]
+    return links, len(report.repositories) - len(links)
+
+
+def more_line(count: int, noun: str = "") -> str:
+    return f"{MORE_MARK} and {count} more{' ' + noun if noun else ''}"
+
+
+def ecr_console_url(repository: RepositoryRef) -> str:
+    """The repository's page in the ECR console (the console host follows the ARN's partition)."""
+    host = _CONSOLE_HOSTS.get(repository.partition, f"{repository.region}.console.aws.amazon.com")
+    name = quote(repository.name, safe="/")
+    return (
+        f"https://{host}/ecr/repositories/private/{repository.account_id}/{name}?region={repository.region}"
+    )
+
+
+def parse_report(message: str, *, dashboard_url: str | None = None) -> ChatReport:
+    """Read one SNS message body; ReportFormatError when it is not a ptc-sync run report."""
+    try:
+        notification = _Notification.model_validate(json.loads(message))
+    except json.JSONDecodeError:
+        raise ReportFormatError("the SNS message is not JSON") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'message'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ReportFormatError(f"not an AWS Chatbot custom notification: {problems}") from None
+    metadata = notification.metadata
+    if metadata.eventType != EVENT_TYPE:
+        raise ReportFormatError(f"eventType is {metadata.eventType[:80]!r}, not {EVENT_TYPE!r}")
+    content = notification.content
+    tone = tone_of(content.title)
+    headline = metadata.summary or (content.title.split(" ", 1)[-1] if tone else content.title)
+    parsed = parse_description(content.description)
+    context = metadata.additionalContext
+    repositories = [parse_repository_arn(arn) for arn in metadata.relatedResources]
+    return ChatReport(
+        title=content.title,
+        headline=headline,
+        tone=tone,
+        summary=parsed.summary,
+        sections=parsed.sections,
+        next_steps=tuple(content.nextSteps),
+        repositories=tuple(Link(ref.name, ecr_console_url(ref)) for ref in repositories if ref is not None),
+        dashboard=Link("CloudWatch dashboard", dashboard_url) if dashboard_url else None,
+        run_id=context.get("runId", ""),
+        dry_run=context.get("dryRun") == "true",
+        region=context.get("region", ""),
+        account_id=context.get("account", ""),
+        finished_at=context.get("finishedAt", ""),
+    )

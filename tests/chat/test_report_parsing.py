@@ -1,0 +1,89 @@
+"""The notifier reads the sync's Chatbot message back: report.py's description grammar, ARNs and tone."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptc_sync.models import Outcome, TagResult
+from ptc_sync.report import (
+    DescriptionSection,
+    RepositoryRef,
+    Tone,
+    description,
+    parse_description,
+    parse_repository_arn,
+    repository_arn,
+    title,
+    tone_of,
+)
+from tests.chat.reports import huge_report, run
+from tests.chat.sample import digest, sample_report
+
+
+def test_description_reads_back_into_summary_and_sections() -> None:
+    parsed = parse_description(description(sample_report()))
+
+    assert parsed.summary == "Checked 9 tags (4 fresh) under 3 rules in 42 s."
+    assert [(s.heading, s.total, len(s.lines), s.hidden) for s in parsed.sections] == [
+        ("Refresh failed", 1, 1, 0),
+        ("Missing upstream", 1, 1, 0),
+        ("Refreshed", 3, 3, 0),
+        ("Upstream pull budget", 1, 1, 0),
+    ]
+    assert parsed.sections[2].lines[1] == (
+        "`docker-hub/library/python:3.13-slim` `51c0de51c0de` → `a77f42a77f42` (linux/amd64, linux/arm64)"
+    )
+
+
+def test_summarised_sections_read_back_with_their_hidden_count() -> None:
+    report = huge_report(per_kind=30)
+
+    parsed = parse_description(description(report, max_lines_per_section=4))
+
+    failed = next(section for section in parsed.sections if section.heading == "Refresh failed")
+    assert (failed.total, len(failed.lines), failed.hidden) == (30, 4, 26)
+    errors = parsed.sections[0]
+    assert (errors.heading, errors.total, errors.hidden) == ("Run errors", 60, 56)
+    assert all(not line.startswith("• ") for section in parsed.sections for line in section.lines)
+
+
+def test_quiet_run_is_a_summary_without_sections() -> None:
+    report = run(TagResult("docker-hub/library/node", "lts", "docker-hub", Outcome.FRESH))
+
+    assert parse_description(description(report)).sections == ()
+
+
+def test_a_block_outside_the_grammar_is_kept_whole() -> None:
+    parsed = parse_description("summary\n\nsomething new\nsecond line")
+
+    assert parsed.sections == (DescriptionSection("", 2, ("something new", "second line")),)
+
+
+def test_repository_arn_reads_back() -> None:
+    arn = repository_arn("cn-north-1", "123456789012", "ecr-public/nginx/nginx")
+
+    assert parse_repository_arn(arn) == RepositoryRef(
+        "aws-cn", "cn-north-1", "123456789012", "ecr-public/nginx/nginx"
+    )
+    assert parse_repository_arn("arn:aws:sns:us-east-1:123456789012:topic") is None
+    assert parse_repository_arn("arn:aws:ecr:us-east-1:123456789012:repository/UPPER") is None
+
+
+@pytest.mark.parametrize(
+    ("outcome", "tone"),
+    [
+        (Outcome.REFRESHED, Tone.CHANGED),
+        (Outcome.REFRESH_FAILED, Tone.ATTENTION),
+        (Outcome.UPSTREAM_MISSING, Tone.WARNING),
+        (Outcome.FRESH, Tone.QUIET),
+    ],
+)
+def test_title_tone_reads_back(outcome: Outcome, tone: Tone) -> None:
+    result = TagResult("r", "t", "p", outcome, cached_digest=digest("1"), upstream_digest=digest("2"))
+
+    assert tone_of(title(run(result))) is tone
+
+
+def test_a_title_without_a_known_emoji_has_no_tone() -> None:
+    assert tone_of(":tada: something") is None
+    assert tone_of("") is None
