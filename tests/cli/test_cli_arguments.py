@@ -1,0 +1,183 @@
+"""Arguments the CLI refuses before touching AWS, its help, its exit-code rule and its progress line."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ptc_sync import cli
+from ptc_sync import cli_output as out
+from ptc_sync.models import Outcome, TagResult
+from tests.cli.conftest import Bed
+
+UNUSED_ENDPOINT = "http://127.0.0.1:9"  # nothing listens: a test that reached AWS would fail loudly
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(list(args))
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--upstream-override", "public.ecr.aws=https://registry.example.com"], "not a loopback address"),
+        (["--upstream-override", "public.ecr.aws"], "give HOST=URL"),
+        (["--upstream-override", "https://public.ecr.aws=http://127.0.0.1:5000"], "give HOST=URL"),
+        (["--endpoint-url", "http://moto.example.com:5000"], "plain http is only for a loopback address"),
+        (["--endpoint-url", "file:///etc/passwd"], "give an http(s) URL"),
+        (["--rule", "Not A Prefix"], "--rule: Value error"),
+        (["--pulled-within-days", "-1"], "--pulled-within-days"),
+    ],
+)
+def test_bad_options_exit_2_with_the_reason(args: list[str], message: str) -> None:
+    code, stdout, stderr = run("check", "--region", "us-east-1", "--endpoint-url", UNUSED_ENDPOINT, *args)
+    assert code == 2
+    assert message in stderr
+    assert stdout == ""
+
+
+def test_errors_are_a_json_document_with_output_json() -> None:
+    code, stdout, stderr = run(
+        "check",
+        "--output",
+        "json",
+        "--region",
+        "us-east-1",
+        "--upstream-override",
+        "public.ecr.aws=http://10.0.0.1",
+    )
+    assert code == 2
+    assert '"exit_code": 2' in stdout
+    assert "loopback" in stdout
+    assert "loopback" in stderr
+
+
+def test_a_missing_region_or_an_unknown_profile_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    code, _, stderr = run("status", "--endpoint-url", UNUSED_ENDPOINT)
+    assert code == 2
+    assert "no AWS region" in stderr
+    code, _, stderr = run("status", "--profile", "nobody", "--region", "us-east-1")
+    assert code == 2
+    assert "nobody" in stderr
+
+
+def test_usage_errors_and_no_command_exit_2() -> None:
+    code, _, stderr = run()
+    assert code == 2
+    assert "usage: ptc-sync" in stderr
+    with pytest.raises(SystemExit) as missing_image, contextlib.redirect_stderr(io.StringIO()):
+        cli.main(["warm"])
+    assert missing_image.value.code == 2
+    with pytest.raises(SystemExit) as bad_output, contextlib.redirect_stderr(io.StringIO()):
+        cli.main(["check", "--output", "yaml"])
+    assert bad_output.value.code == 2
+
+
+def test_help_documents_the_testbed_options_and_the_exit_codes() -> None:
+    stdout = io.StringIO()
+    with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(stdout):
+        cli.main(["warm", "--help"])
+    assert done.value.code == 0
+    text = stdout.getvalue()
+    assert "local testbed (tests and demos only)" in text
+    assert "--endpoint-url" in text
+    assert "--upstream-override HOST=URL" in text
+    assert "loopback URLs only" in text
+    assert "--dry-run" in text
+    assert "exit codes:" in text
+
+
+def result(outcome: Outcome) -> TagResult:
+    return TagResult(repository="r", tag="t", rule_prefix="p", outcome=outcome)
+
+
+def test_exit_code_is_2_for_any_error_else_1_for_anything_stale_else_0() -> None:
+    assert out.exit_code([result(Outcome.FRESH), result(Outcome.SKIPPED)]) == 0
+    assert out.exit_code([]) == 0
+    assert out.exit_code([result(Outcome.FRESH), result(Outcome.STALE)]) == 1
+    assert out.exit_code([result(Outcome.REFRESHED)]) == 1
+    assert out.exit_code([result(Outcome.IMMUTABLE)]) == 1
+    assert out.exit_code([result(Outcome.STALE), result(Outcome.UPSTREAM_MISSING)]) == 2
+    assert out.exit_code([result(Outcome.REFRESHED), result(Outcome.REFRESH_FAILED)]) == 2
+    assert out.exit_code([result(Outcome.RATE_LIMITED)]) == 2
+    assert out.exit_code([result(Outcome.FRESH)], errors=["DescribeRepositories: AccessDenied"]) == 2
+
+
+def test_ages_read_at_a_glance() -> None:
+    assert [out.age(s) for s in (None, 5, 125, 3 * 3600 + 7 * 60, 2 * 86400 + 5 * 3600)] == [
+        "-",
+        "5s",
+        "2m",
+        "3h07m",
+        "2d05h",
+    ]
+
+
+# -- the progress line -----------------------------------------------------------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_progress_draws_a_bar_on_a_terminal_and_wipes_it() -> None:
+    stream = Terminal()
+    with out.Progress(stream, delay=0, interval=0.005, width=10) as progress:
+        progress.phase("comparing", total=4)
+        progress.advance(2)
+        wait_for(lambda: "[#####.....] 2/4" in stream.getvalue())
+    assert stream.getvalue().endswith("\r")
+    last = stream.getvalue().rsplit("\r", 2)[-2]
+    assert last.strip() == ""  # the line is blanked before the command prints
+
+
+def test_progress_stays_silent_off_a_terminal_and_during_the_first_moment() -> None:
+    piped = io.StringIO()
+    with out.Progress(piped, delay=0, interval=0.001) as progress:
+        progress.phase("comparing", total=1)
+        time.sleep(0.02)
+    assert piped.getvalue() == ""
+    quick = Terminal()
+    with out.Progress(quick, delay=5, interval=0.001) as progress:
+        progress.phase("comparing", total=1)
+        time.sleep(0.02)
+    assert quick.getvalue() == ""
+
+
+def test_a_scan_shows_progress_on_a_terminal_stderr_only(
+    bed: Bed, unique_repo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for tag in ("a", "b", "c"):
+        bed.pusher.push_image(unique_repo, tag)
+        bed.cache(f"ecr-public/{unique_repo}", tag)
+    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(cli, "PROGRESS_INTERVAL", 0.001)
+    stdout, stderr = io.StringIO(), Terminal()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = cli.main(["check", "--output", "json", *bed.aws_args])
+    assert code == 0
+    assert "\r" in stderr.getvalue()
+    assert any(label in stderr.getvalue() for label in ("discovering cached tags", "comparing with upstream"))
+    assert stdout.getvalue().startswith("{")  # the JSON document is untouched
+    assert "\r" not in stdout.getvalue()
