@@ -6,15 +6,16 @@
 2. pushes images upstream (single-platform, Docker manifest list, OCI index) and pulls them through
    the cache, as people pulling would;
 3. publishes new upstream versions of some tags and deletes one;
-4. invokes the real handler (functions/sync/app.py) with events/scheduled.json and prints each tag's
-   outcome, the SNS message as chat shows it, and the metrics;
+4. runs the deployed wiring with the real handlers: the schedule invokes the planner
+   (functions/sync) with events/scheduled.json, the work queue feeds the checker (functions/checker)
+   as Lambda's SQS event source would; prints each tag's outcome, the SNS message as chat shows it,
+   and the metrics;
 5. runs again: everything is fresh. Then stops the registry and removes its storage.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import logging
@@ -41,53 +42,48 @@ os.environ.pop("AWS_PROFILE", None)
 
 from ptc_sync import wiring  # noqa: E402 - the environment above must be set before boto3 loads
 from ptc_sync.models import short_digest  # noqa: E402
+from testbed.lambdas import Stack  # noqa: E402
 from testbed.registry import RegistryServer  # noqa: E402
 from testbed.sandbox import Sandbox  # noqa: E402
 
 
-class Context:
-    function_name = "ptc-sync-SyncFunction"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ptc-sync-SyncFunction"
-    aws_request_id = "demo"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
-def load_handler() -> Any:
-    spec = importlib.util.spec_from_file_location("sync_app", ROOT / "functions" / "sync" / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
-
-
-def invoke(box: Sandbox, handler: Any) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+def invoke(box: Sandbox, stack: Stack) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     event = json.loads((ROOT / "events" / "scheduled.json").read_text())
-    wiring.set_app(box.build_app())
+    app = box.build_app()
+    wiring.set_app(app)
     out = io.StringIO()
     # Powertools' handlers hold the stream they were created with: point them at the buffer too
     handlers = [h for h in logging.getLogger("ptc-sync").handlers if isinstance(h, logging.StreamHandler)]
     previous = [h.setStream(out) for h in handlers]
     try:
         with contextlib.redirect_stdout(out):
-            summary = handler(event, Context())
+            planned = dict(stack.schedule(event))
+            delivery = stack.drain()
     finally:
         for h, stream in zip(handlers, previous, strict=True):
             if stream is not None:
                 h.setStream(stream)
+    state, _queue = app.fanout()
+    progress = state.run_progress(planned["run_id"])
+    counts: dict[str, int] = {}
+    for (_rule, outcome), n in (progress.counts if progress else {}).items():
+        counts[outcome.value] = counts.get(outcome.value, 0) + n
+    planned["counts"] = dict(sorted(counts.items()))
+    planned["batches"] = delivery.invocations
     lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
-    emf = [line for line in lines if "_aws" in line]
+    emf = [line for line in lines if "_aws" in line and "TagsChecked" in line]
     logs = [line for line in lines if "_aws" not in line]
-    return summary, emf, logs
+    return planned, emf, logs
 
 
 def show(
     title: str, summary: dict[str, Any], emf: list[dict[str, Any]], logs: list[dict[str, Any]], box: Sandbox
 ) -> None:
     print(f"\n=== {title} ===")
+    print(
+        f"planner queued {summary['tags']} tags in {summary['messages']} work items; "
+        f"the checker took {summary['batches']} batch(es)"
+    )
     print(f"run {summary['run_id']}: {summary['counts']}")
     tag_lines = [entry for entry in logs if "outcome" in entry]
     if tag_lines:
@@ -121,10 +117,10 @@ def show(
 
 
 def main() -> int:
-    handler = load_handler()
     with tempfile.TemporaryDirectory(prefix="ptc-sync-demo-") as tmp, RegistryServer(Path(tmp)) as registry:
         print(f"upstream registry: docker-registry pid {registry.pid} at {registry.url}")
         with Sandbox(registry) as box:
+            stack = Stack(box)
             p = box.pusher
             seeded = {
                 "ecr-public/library/python": (
@@ -146,12 +142,12 @@ def main() -> int:
             p.push_image("team/api", "stable")
             p.delete_tag("team/old", "0.9")
 
-            show("first run", *invoke(box, handler), box)
+            show("first run", *invoke(box, stack), box)
 
             old_image = seeded["docker-hub/team/old"][1]
             p.put_manifest("team/old", "0.9", old_image.manifest, old_image.media_type)
             print("\nupstream restores team/old:0.9 (the same manifest, the same digest)")
-            show("second run: everything fresh", *invoke(box, handler), box)
+            show("second run: everything fresh", *invoke(box, stack), box)
             wiring.set_app(None)
     print("\ndemo done: registry stopped, storage removed")
     return 0

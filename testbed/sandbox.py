@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import boto3
 from moto import mock_aws
+from samcli.yamlhelper import yaml_parse
 
 from ptc_sync import mediatypes as mt
 from ptc_sync.settings import SyncSettings
@@ -29,12 +31,19 @@ from testbed.ecr_ptc import FakeClock, PullThroughCacheEmulator
 from testbed.images import ImagePusher
 from testbed.registry import RegistryServer
 
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 PUBLIC_HOST = "public.ecr.aws"
 HUB_HOST = "registry-1.docker.io"
 HUB_SECRET = "ecr-pullthroughcache/docker-hub"
 HUB_USER = ("ptc-demo", "dckr_pat_not-a-real-token")
+
+
+def template_resources() -> dict[str, Any]:
+    """template.yaml's resources: the testbed creates its queues and table from them."""
+    parsed: dict[str, Any] = yaml_parse(TEMPLATE.read_text())
+    return dict(parsed["Resources"])
 
 
 class Sandbox:
@@ -49,6 +58,9 @@ class Sandbox:
         )
         self.topic_arn = ""
         self.queue_url = ""
+        self.work_queue_url = ""
+        self.dlq_url = ""
+        self.table_name = "ptc-sync-state"
 
     def __enter__(self) -> Self:
         self._mock.start()
@@ -90,6 +102,41 @@ class Sandbox:
             "Attributes"
         ]["QueueArn"]
         sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        self._create_fanout(sqs)
+
+    def _create_fanout(self, sqs: Any) -> None:
+        """The work queue, its DLQ and the state table, as template.yaml declares them."""
+        resources = template_resources()
+        work = resources["WorkQueue"]["Properties"]
+        self.dlq_url = sqs.create_queue(QueueName="work-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        redrive = {
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": str(work["RedrivePolicy"]["maxReceiveCount"]),
+        }
+        self.work_queue_url = sqs.create_queue(
+            QueueName="work",
+            Attributes={
+                "VisibilityTimeout": str(work["VisibilityTimeout"]),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )["QueueUrl"]
+        table = resources["StateTable"]["Properties"]
+        dynamodb = self.client("dynamodb")
+        dynamodb.create_table(
+            TableName=self.table_name,
+            BillingMode=table["BillingMode"],
+            KeySchema=table["KeySchema"],
+            AttributeDefinitions=table["AttributeDefinitions"],
+            GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
+        )
+        ttl = table["TimeToLiveSpecification"]
+        dynamodb.update_time_to_live(
+            TableName=self.table_name,
+            TimeToLiveSpecification={"Enabled": ttl["Enabled"], "AttributeName": ttl["AttributeName"]},
+        )
 
     # -- the cache -----------------------------------------------------------------------------------
 
@@ -130,6 +177,8 @@ class Sandbox:
             "account_id": ACCOUNT,
             "verify_timeout_seconds": 30,
             "verify_poll_seconds": 1,
+            "queue_url": self.work_queue_url,
+            "table_name": self.table_name,
         }
         values.update(overrides)
         return SyncSettings.model_validate(values)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from testbed import lambdas
 from testbed.images import ImagePusher
 from testbed.registry import RegistryServer
 
@@ -69,18 +68,10 @@ def auth_pusher(auth_registry: RegistryServer) -> ImagePusher:
 def unique_repo(request: pytest.FixtureRequest) -> str:
     """A repository name of this test's own in the shared registry."""
     name = request.node.name.lower()
-    cleaned = re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:60]  # ECR refuses "--" in names
+    cleaned = re.sub(r"[^a-z0-9]+", "-", name)[:60].strip("-")  # ECR refuses "--" in names
     return f"t/{cleaned}-{os.urandom(3).hex()}"
 
 
 def load_handler(function: str) -> ModuleType:
     """Import ``functions/<function>/app.py`` the way Lambda does (module ``app``), under a unique name."""
-    path = ROOT / "functions" / function / "app.py"
-    name = f"ptc_handler_{function.replace('-', '_')}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None, path
-    assert spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return lambdas.load_handler(function)

@@ -1,4 +1,5 @@
-"""Scheduled sync: EventBridge Scheduler → one full check (and refresh) of every cached tag."""
+"""Scheduled sync (the planner): EventBridge Scheduler → every cached tag in scope becomes work
+items on the queue; the checker function compares and refreshes them and reports the run."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from ptc_sync.service import run_scheduled_sync
+from ptc_sync.service import plan_scheduled_run
 
 logger = Logger()
 tracer = Tracer()
@@ -16,8 +17,4 @@ tracer = Tracer()
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return run_scheduled_sync(
-        event,
-        invoked_function_arn=context.invoked_function_arn,
-        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
-    )
+    return plan_scheduled_run(event)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ptc_sync import wiring
+from testbed.lambdas import Stack
 from testbed.registry import RegistryServer
 from testbed.sandbox import ACCOUNT, REGION, Sandbox
 
@@ -39,6 +40,33 @@ def box(registry: RegistryServer) -> Iterator[Sandbox]:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture
+def stack(box: Sandbox) -> Stack:
+    return Stack(box)
+
+
+def run_stack(
+    box: Sandbox, stack: Stack, event: str = "scheduled.json", app: wiring.App | None = None, **settings: Any
+) -> dict[str, Any]:
+    """What one schedule does in the deployed stack: the planner queues work, the checker (through
+    the SQS event source) compares, refreshes and reports. Returns the planner's answer, the run's
+    outcome counts from the state table and the SNS messages delivered."""
+    app = app or box.build_app(**settings)
+    wiring.set_app(app)
+    planned = dict(stack.schedule(load_event(event)))
+    delivery = stack.drain()
+    counts: dict[str, int] = {}
+    if planned.get("status") == "planned" and planned["tags"]:
+        state, _queue = app.fanout()
+        progress = state.run_progress(planned["run_id"])
+        assert progress is not None
+        assert progress.summarised, "the run's last batch summarised it"
+        for (_rule, outcome), n in progress.counts.items():
+            if n:
+                counts[outcome.value] = counts.get(outcome.value, 0) + n
+    return {**planned, "counts": counts, "delivery": delivery, "app": app}
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """What a run tells people: the SNS message (as chat and filter policies see it) and the EMF metrics,
-from one real run through the handler with a refreshed, a failed, a missing and a fresh tag."""
+from one real run through the planner and checker with a refreshed, a failed, a missing and a fresh tag."""
 
 from __future__ import annotations
 
@@ -8,19 +8,16 @@ from typing import Any
 
 import pytest
 
-from ptc_sync import wiring
 from ptc_sync.models import short_digest
+from testbed.lambdas import Stack
 from testbed.sandbox import ACCOUNT, REGION, Sandbox
-from tests.conftest import load_handler
 from tests.faults import AwsFaults
-from tests.sync.conftest import FakeLambdaContext, load_event
-
-handler = load_handler("sync").lambda_handler
+from tests.sync.conftest import run_stack
 
 
 @pytest.fixture
 def outcome(
-    box: Sandbox, lambda_context: FakeLambdaContext, unique_repo: str, capsys: pytest.CaptureFixture[str]
+    box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFixture[str]
 ) -> dict[str, Any]:
     names = {}
     images = {}
@@ -40,11 +37,12 @@ def outcome(
         "LayerInaccessibleException",
         when=lambda p: p["repositoryName"] == names["broken"],
     )
-    wiring.set_app(app)
     capsys.readouterr()
-    summary = handler(load_event("scheduled.json"), lambda_context)
+    summary = run_stack(box, stack, app=app)
     out = capsys.readouterr().out
-    emf = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    emf = [
+        json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"') and "TagsChecked" in line
+    ]
     (envelope,) = box.messages()
     return {"summary": summary, "envelope": envelope, "emf": emf, "names": names, "images": images}
 
@@ -56,7 +54,6 @@ def test_summary_counts_each_outcome_once(outcome: dict[str, Any]) -> None:
         "refresh_failed": 1,
         "upstream_missing": 1,
     }
-    assert outcome["summary"]["message_id"] == outcome["envelope"]["MessageId"]
 
 
 def test_sns_message_is_a_chatbot_custom_notification(outcome: dict[str, Any]) -> None:

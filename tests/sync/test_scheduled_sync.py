@@ -1,4 +1,5 @@
-"""The scheduled sync, replayed from events/ through the real handler on the testbed."""
+"""The scheduled sync, replayed from events/ through the real handlers on the testbed: the planner
+(functions/sync) queues work, the checker (functions/checker) compares, refreshes and reports."""
 
 from __future__ import annotations
 
@@ -11,22 +12,19 @@ from ptc_sync import wiring
 from ptc_sync.models import short_digest
 from ptc_sync.refresh import is_backup_tag
 from testbed.images import PushedImage
+from testbed.lambdas import Stack
 from testbed.sandbox import Sandbox
 from tests.conftest import load_handler
 from tests.faults import AwsFaults
-from tests.sync.conftest import FakeLambdaContext, load_event
+from tests.sync.conftest import FakeLambdaContext, load_event, run_stack
 
 handler = load_handler("sync").lambda_handler
 
 WRITES = {"PutImage", "BatchDeleteImage"}
 
 
-def run(
-    box: Sandbox, ctx: FakeLambdaContext, event: str = "scheduled.json", **settings: Any
-) -> dict[str, Any]:
-    app = box.build_app(**settings)
-    wiring.set_app(app)
-    return dict(handler(load_event(event), ctx))
+def run(box: Sandbox, stack: Stack, event: str = "scheduled.json", **settings: Any) -> dict[str, Any]:
+    return run_stack(box, stack, event, **settings)
 
 
 def cached(box: Sandbox, repo: str, tag: str, image: PushedImage, prefix: str = "ecr-public") -> str:
@@ -41,14 +39,14 @@ def cached(box: Sandbox, repo: str, tag: str, image: PushedImage, prefix: str = 
     ids=["docker-v2", "oci-manifest", "docker-list", "oci-index"],
 )
 def test_stale_tag_is_refreshed_to_the_exact_upstream_digest(
-    box: Sandbox, lambda_context: FakeLambdaContext, unique_repo: str, flavor: str, multi: bool
+    box: Sandbox, stack: Stack, unique_repo: str, flavor: str, multi: bool
 ) -> None:
     push = box.pusher.push_index if multi else box.pusher.push_image
     old = push(unique_repo, "lts", flavor=flavor)  # type: ignore[operator]
     name = cached(box, unique_repo, "lts", old)
     new = push(unique_repo, "lts", flavor=flavor)  # type: ignore[operator]
 
-    summary = run(box, lambda_context)
+    summary = run(box, stack)
 
     assert summary["counts"] == {"refreshed": 1}
     assert box.tag_digest(name, "lts") == new.digest
@@ -61,66 +59,55 @@ def test_stale_tag_is_refreshed_to_the_exact_upstream_digest(
     assert list(backups.values()) == [old.digest], "one generation kept, the old image"
 
 
-def test_fresh_tags_cause_no_ecr_writes(
-    box: Sandbox, lambda_context: FakeLambdaContext, unique_repo: str
-) -> None:
+def test_fresh_tags_cause_no_ecr_writes(box: Sandbox, stack: Stack, unique_repo: str) -> None:
     images = [box.pusher.push_image(unique_repo, f"v{i}") for i in range(3)]
     name = ""
     for i, image in enumerate(images):
         name = cached(box, unique_repo, f"v{i}", image)
     app = box.build_app()
     spy = AwsFaults(app.engine.ecr.client)
-    wiring.set_app(app)
-    summary = handler(load_event("scheduled.json"), lambda_context)
+    summary = run_stack(box, stack, app=app)
     assert summary["counts"] == {"fresh": 3}
     assert not WRITES & {op for op, _ in spy.calls}
     assert box.tags(name) == {f"v{i}": img.digest for i, img in enumerate(images)}
     assert box.messages() == [], "a quiet run publishes nothing"
 
 
-def test_upstream_missing_tag_is_kept_and_reported(
-    box: Sandbox, lambda_context: FakeLambdaContext, unique_repo: str
-) -> None:
+def test_upstream_missing_tag_is_kept_and_reported(box: Sandbox, stack: Stack, unique_repo: str) -> None:
     image = box.pusher.push_image(unique_repo, "gone")
     name = cached(box, unique_repo, "gone", image)
     box.pusher.delete_tag(unique_repo, "gone")
-    summary = run(box, lambda_context)
+    summary = run(box, stack)
     assert summary["counts"] == {"upstream_missing": 1}
     assert box.tag_digest(name, "gone") == image.digest
 
 
-def test_immutable_tag_is_reported_not_forced(
-    box: Sandbox, lambda_context: FakeLambdaContext, unique_repo: str
-) -> None:
+def test_immutable_tag_is_reported_not_forced(box: Sandbox, stack: Stack, unique_repo: str) -> None:
     name = f"ecr-public/{unique_repo}"
     box.client("ecr").create_repository(repositoryName=name, imageTagMutability="IMMUTABLE")
     old = box.pusher.push_image(unique_repo, "1.0")
     cached(box, unique_repo, "1.0", old)
     box.pusher.push_image(unique_repo, "1.0")
-    summary = run(box, lambda_context)
+    summary = run(box, stack)
     assert summary["counts"] == {"immutable": 1}
     assert box.tag_digest(name, "1.0") == old.digest
 
 
-def test_background_import_is_verified(
-    box: Sandbox, lambda_context: FakeLambdaContext, unique_repo: str
-) -> None:
+def test_background_import_is_verified(box: Sandbox, stack: Stack, unique_repo: str) -> None:
     old = box.pusher.push_index(unique_repo, "big")
     name = cached(box, unique_repo, "big", old)
     new = box.pusher.push_index(unique_repo, "big")
     box.emulator.import_in_background(name, "big", ready_after_calls=3)
-    summary = run(box, lambda_context)
+    summary = run(box, stack)
     assert summary["counts"] == {"refreshed": 1}
     assert box.tag_digest(name, "big") == new.digest
 
 
-def test_dry_run_reports_stale_and_writes_nothing(
-    box: Sandbox, lambda_context: FakeLambdaContext, unique_repo: str
-) -> None:
+def test_dry_run_reports_stale_and_writes_nothing(box: Sandbox, stack: Stack, unique_repo: str) -> None:
     old = box.pusher.push_image(unique_repo, "latest")
     name = cached(box, unique_repo, "latest", old)
     new = box.pusher.push_image(unique_repo, "latest")
-    summary = run(box, lambda_context, event="manual-dry-run.json")
+    summary = run(box, stack, event="manual-dry-run.json")
     assert summary["dry_run"] is True
     assert summary["counts"] == {"stale": 1}
     assert box.tags(name) == {"latest": old.digest}
@@ -131,12 +118,12 @@ def test_dry_run_reports_stale_and_writes_nothing(
 
 
 def test_docker_hub_rule_uses_its_secret_and_maps_the_name(
-    box: Sandbox, lambda_context: FakeLambdaContext, unique_repo: str
+    box: Sandbox, stack: Stack, unique_repo: str
 ) -> None:
     old = box.pusher.push_image(unique_repo, "3")
     name = cached(box, unique_repo, "3", old, prefix="docker-hub")
     new = box.pusher.push_image(unique_repo, "3")
-    summary = run(box, lambda_context)
+    summary = run(box, stack)
     assert summary["counts"] == {"refreshed": 1}
     assert box.tag_digest(name, "3") == new.digest
 

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 class Notifier(Protocol):
-    def publish(self, report: RunReport) -> str | None:
-        """Publish the run's report; the message id, or None when the run was not worth a message."""
+    def publish(self, report: RunReport, *, worth_it: bool | None = None) -> str | None:
+        """Publish the run's report; the message id, or None when the run was not worth a message.
+        ``worth_it`` overrides that judgement (the fan-out decides it from the run state's alerts)."""
         ...
 
 
@@ -45,8 +46,9 @@ class SnsNotifier:
         self._always = always
         self._max_lines_per_section = max_lines_per_section
 
-    def publish(self, report: RunReport) -> str | None:
-        if not should_publish(report, self._always):
+    def publish(self, report: RunReport, *, worth_it: bool | None = None) -> str | None:
+        decided = should_publish(report, self._always) if worth_it is None else worth_it or self._always
+        if not decided:
             return None
         notification = build_notification(report, max_lines_per_section=self._max_lines_per_section)
         try:

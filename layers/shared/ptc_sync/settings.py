@@ -6,11 +6,14 @@ function at its first invocation with an error that names the variable, the valu
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from ptc_sync.work import MAX_TAGS_PER_ITEM, REPOSITORY_RE, TAG_RE, DiscoverySpec
 
 ENV_PREFIX = "PTC_"
 PREFIX_RE = re.compile(r"^(ROOT|[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)$")
@@ -35,6 +38,25 @@ def _flag(value: Any) -> Any:
         if lowered in {"false", "0", "no", ""}:
             return False
     return value
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            return ()
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+    return value
+
+
+def parse_image(image: str) -> tuple[str, str]:
+    """``docker-hub/library/python:3.13-slim`` → (repository, tag), validated like a work item."""
+    repository, sep, tag = image.rpartition(":")
+    if not sep or not re.fullmatch(REPOSITORY_RE, repository) or not re.fullmatch(TAG_RE, tag):
+        raise ValueError(f"{image!r} is not a cached image name REPOSITORY:TAG (no host, no digest)")
+    return repository, tag
 
 
 CsvList = Annotated[tuple[str, ...], BeforeValidator(_csv)]
@@ -64,6 +86,28 @@ class SyncSettings(BaseModel):
     max_refreshes_per_run: int = Field(default=200, ge=0)
     region: str = ""
     account_id: str = ""
+    # the fan-out (planner → SQS → checker) and its run state
+    queue_url: str | None = None
+    table_name: str | None = None
+    tags_per_message: int = Field(default=50, ge=1, le=MAX_TAGS_PER_ITEM)
+    refresh_cooldown_minutes: int = Field(default=30, ge=0, le=10080)
+    # images to keep cached before anyone pulls them (``repository:tag`` under a rule) and new-tag
+    # discovery specs; both may also come from an SSM parameter document (prewarm_parameter)
+    prewarm_images: CsvList = ()
+    discover: Annotated[tuple[DiscoverySpec, ...], BeforeValidator(_json)] = ()
+    prewarm_parameter: str | None = None
+
+    @field_validator("prewarm_images")
+    @classmethod
+    def _images(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for image in value:
+            parse_image(image)
+        return value
+
+    @field_validator("queue_url", "table_name", "prewarm_parameter")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("rule_prefixes")
     @classmethod

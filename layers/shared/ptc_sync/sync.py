@@ -51,6 +51,8 @@ class UpstreamResolver(Protocol):
 
     def rate_limits(self) -> tuple[RateLimitStatus, ...]: ...
 
+    def list_tags(self, ref: UpstreamRef, page_size: int = ...) -> Iterator[str]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Target:

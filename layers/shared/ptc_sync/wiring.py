@@ -13,10 +13,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
+from ptc_sync.checker import Checker
 from ptc_sync.credentials import (
     EcrAuthorizationCredentials,
     RuleCredentialProvider,
@@ -24,9 +28,12 @@ from ptc_sync.credentials import (
 )
 from ptc_sync.ecr import EcrAdapter
 from ptc_sync.notify import Notifier, SnsNotifier
+from ptc_sync.planner import Planner
+from ptc_sync.queue import SqsWorkQueue, WorkQueue
 from ptc_sync.refresh import Refresher
 from ptc_sync.registry import RegistryClient
-from ptc_sync.settings import SyncSettings, load_settings
+from ptc_sync.settings import SettingsError, SyncSettings, load_settings
+from ptc_sync.state import DynamoStateStore, StateStore, idempotency_persistence
 from ptc_sync.sync import SyncEngine
 
 # ECR throttles around 20 TPS per account and region: adaptive retries back off on throttling.
@@ -40,6 +47,36 @@ class App:
     notifier: Notifier | None
     registry: RegistryClient
     metrics_namespace: str
+    session: boto3.Session
+    state: StateStore | None = None
+    queue: WorkQueue | None = None
+
+    def fanout(self) -> tuple[StateStore, WorkQueue]:
+        """The run state and the work queue, which the planner/checker/request functions need."""
+        if self.state is None or self.queue is None:
+            missing = [
+                n for n, v in (("PTC_TABLE_NAME", self.state), ("PTC_QUEUE_URL", self.queue)) if v is None
+            ]
+            raise SettingsError(f"invalid settings: {', '.join(missing)} must be set for this function")
+        return self.state, self.queue
+
+    def planner(self) -> Planner:
+        state, queue = self.fanout()
+        return Planner(self.engine, queue, state, parameters=_ssm_json)
+
+    def checker(self) -> Checker:
+        state, _queue = self.fanout()
+        return Checker(self.engine, state, self.notifier, metrics_namespace=self.metrics_namespace)
+
+    def idempotency(self) -> DynamoDBPersistenceLayer:
+        if self.settings.table_name is None:
+            raise SettingsError("invalid settings: PTC_TABLE_NAME must be set for idempotency")
+        return idempotency_persistence(self.settings.table_name, client=self.session.client("dynamodb"))
+
+
+def _ssm_json(name: str) -> Any:
+    """An SSM parameter holding JSON, cached by Powertools Parameters for five minutes."""
+    return parameters.get_parameter(name, transform="json", max_age=300)
 
 
 def build_app(
@@ -74,12 +111,21 @@ def build_app(
         notifier = SnsNotifier(
             session.client("sns", config=AWS_CONFIG), settings.topic_arn, always=settings.notify_always
         )
+    state: StateStore | None = None
+    if settings.table_name:
+        state = DynamoStateStore(session.client("dynamodb", config=AWS_CONFIG), settings.table_name, now=now)
+    queue: WorkQueue | None = None
+    if settings.queue_url:
+        queue = SqsWorkQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url)
     return App(
         settings=settings,
         engine=SyncEngine(ecr, registry, refresher, settings, now=now),
         notifier=notifier,
         registry=registry,
         metrics_namespace=metrics_namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "PtcSync"),
+        session=session,
+        state=state,
+        queue=queue,
     )
 
 

@@ -7,7 +7,9 @@
 | ``PTC_CHAT_SECRET_MAX_AGE`` | seconds the secret is cached (default 300) |
 | ``PTC_CHAT_DEADLINE_SECONDS`` | per channel, requests and retry waits together (default 30) |
 
-As for the sync, an unknown ``PTC_*`` variable is an error: a typo must not be silently ignored.
+As for the sync, an unknown ``PTC_*`` variable is an error: a typo must not be silently ignored. The
+sync's own settings (set for every function through the template's Globals) are not the notifier's
+business and are left alone.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ptc_sync.settings import ENV_PREFIX, SettingsError
+from ptc_sync.settings import ENV_PREFIX, SettingsError, SyncSettings
 
 MAX_DASHBOARD_URL_CHARS: Final = 2000
 
@@ -47,9 +49,11 @@ class ChatSettings(BaseModel):
 
 
 def load_chat_settings(environ: Mapping[str, str]) -> ChatSettings:
+    stack_wide = set(SyncSettings.model_fields) - set(ChatSettings.model_fields)
     values = {
         key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)
     }
+    values = {name: value for name, value in values.items() if name not in stack_wide}
     try:
         return ChatSettings.model_validate(values)
     except ValidationError as exc:

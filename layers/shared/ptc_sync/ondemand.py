@@ -1,0 +1,185 @@
+"""Runs started by events instead of the schedule: ECR's own pull-through cache events and the
+project's on-demand sync requests (for example from CI after an upstream release).
+
+Both are EventBridge events validated with Powertools parser models. They select cached
+repositories under existing rules and tags, by name or shell pattern; no field can name a host.
+The selection becomes work items for the checker, under a run of their own.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Final, Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ptc_sync.ecr import EcrError
+from ptc_sync.planner import Plan, Planner, new_run_id
+from ptc_sync.refresh import is_backup_tag
+from ptc_sync.work import MAX_TAGS_PER_ITEM, RepositoryName, TagName, WorkItem, WorkKind
+
+logger = Logger(child=True)
+
+REQUEST_SOURCE: Final = "ptc-sync"
+REQUEST_DETAIL_TYPE: Final = "Sync Request"
+ECR_SOURCE: Final = "aws.ecr"
+ECR_PTC_DETAIL_TYPE: Final = "ECR Pull Through Cache Action"
+SUCCESS: Final = "SUCCESS"
+
+# names or shell patterns over ECR's name characters: '*', '?' and '[...]' only
+RepositoryPattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=r"^[a-z0-9._/*?\[\]-]+$")
+]
+TagPattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*?\[\]-]+$")
+]
+
+
+class PullThroughCacheAction(BaseModel):
+    """``detail`` of ECR's ``ECR Pull Through Cache Action`` event (fields as documented)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    sync_status: str = Field(alias="sync-status", max_length=64)
+    ecr_repository_prefix: str = Field(alias="ecr-repository-prefix", max_length=256)
+    repository_name: RepositoryName = Field(alias="repository-name")
+    image_tag: TagName = Field(alias="image-tag")
+    # informational only: the upstream is always taken from the account's rule, never from here
+    upstream_registry_url: str | None = Field(default=None, alias="upstream-registry-url", max_length=256)
+    image_digest: str | None = Field(default=None, alias="image-digest", max_length=200)
+    failure_code: str | None = Field(default=None, alias="failure-code", max_length=256)
+    failure_reason: str | None = Field(default=None, alias="failure-reason", max_length=2048)
+
+
+class EcrPullThroughCacheEvent(EventBridgeModel):
+    source: Literal["aws.ecr"]
+    detail_type: Literal["ECR Pull Through Cache Action"] = Field(alias="detail-type")
+    detail: PullThroughCacheAction
+
+
+class SyncRequest(BaseModel):
+    """``detail`` of an on-demand request: ``source: ptc-sync``, ``detail-type: Sync Request``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repositories: tuple[RepositoryPattern, ...] = Field(min_length=1, max_length=50)
+    tags: tuple[TagPattern, ...] = Field(default=(), max_length=100)
+    action: Literal["check", "refresh"] = "refresh"
+    dry_run: bool = False
+
+
+class SyncRequestEvent(EventBridgeModel):
+    source: Literal["ptc-sync"]
+    detail_type: Literal["Sync Request"] = Field(alias="detail-type")
+    detail: SyncRequest
+
+
+def _is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+@dataclass
+class Selection:
+    plan: Plan
+    matched_repositories: list[str] = field(default_factory=list)
+
+
+class RequestPlanner:
+    """Turns an event into a run: work items for the checker, the run created in the state table."""
+
+    def __init__(self, planner: Planner) -> None:
+        self.planner = planner
+        self.engine = planner.engine
+
+    def from_ecr_event(self, event: EcrPullThroughCacheEvent) -> Plan:
+        action = event.detail
+        plan = Plan(new_run_id(self.engine.now()))
+        if action.sync_status == SUCCESS:
+            # a newly cached (or re-checked) tag: track it from now on and check it at once
+            kind = WorkKind.CHECK
+        else:
+            logger.error(
+                "ECR pull-through cache sync failed",
+                extra={
+                    "repository": action.repository_name,
+                    "tag": action.image_tag,
+                    "failure_code": action.failure_code,
+                    "failure_reason": action.failure_reason,
+                },
+            )
+            kind = WorkKind.WARM  # retry the import (and warm it) through the cache
+        if not self.engine.in_scope(action.repository_name):
+            plan.errors.append(f"{action.repository_name}: outside PTC_REPOSITORY_INCLUDE/EXCLUDE")
+            return plan
+        plan.items.append(
+            WorkItem(
+                run_id=plan.run_id,
+                kind=kind,
+                repository=action.repository_name,
+                tags=(action.image_tag,),
+                source="ecr-event",
+            )
+        )
+        return plan
+
+    def from_request(self, request: SyncRequest) -> Selection:
+        plan = Plan(new_run_id(self.engine.now()))
+        selection = Selection(plan)
+        rules = self.engine.rules()
+        try:
+            repos = [r for r in self.engine.ecr.cached_repositories(rules) if self.engine.in_scope(r.name)]
+        except EcrError as exc:
+            plan.errors.append(str(exc))
+            return selection
+        chosen = [r for r in repos if any(fnmatch.fnmatchcase(r.name, p) for p in request.repositories)]
+        selection.matched_repositories = [r.name for r in chosen]
+        for pattern in request.repositories:
+            if not _is_pattern(pattern) and pattern not in selection.matched_repositories:
+                plan.errors.append(
+                    f"{pattern}: not a cached repository under a pull-through cache rule in scope"
+                )
+        for repo in chosen:
+            try:
+                cached = [c.tag for c in self.engine.ecr.tagged_images(repo.name) if not is_backup_tag(c.tag)]
+            except EcrError as exc:
+                plan.errors.append(str(exc))
+                continue
+            if request.tags:
+                tags = [t for t in cached if any(fnmatch.fnmatchcase(t, p) for p in request.tags)]
+                missing = [t for t in request.tags if not _is_pattern(t) and t not in cached]
+            else:
+                tags, missing = cached, []
+            for start in range(0, len(tags), MAX_TAGS_PER_ITEM):
+                plan.items.append(
+                    WorkItem(
+                        run_id=plan.run_id,
+                        kind=WorkKind.CHECK,
+                        repository=repo.name,
+                        tags=tuple(tags[start : start + MAX_TAGS_PER_ITEM]),
+                        refresh=request.action == "refresh",
+                        dry_run=request.dry_run,
+                        source="request",
+                    )
+                )
+            if missing and request.action == "refresh" and not request.dry_run:
+                # asked for by name and not cached yet: pre-cache it
+                plan.items.append(
+                    WorkItem(
+                        run_id=plan.run_id,
+                        kind=WorkKind.WARM,
+                        repository=repo.name,
+                        tags=tuple(missing),
+                        source="request",
+                    )
+                )
+        return selection
+
+
+def parse_request_event(raw: dict[str, Any]) -> EcrPullThroughCacheEvent | SyncRequestEvent:
+    """The event as one of the two models (pydantic ValidationError when it is neither)."""
+    if raw.get("source") == ECR_SOURCE:
+        return EcrPullThroughCacheEvent.model_validate(raw)
+    return SyncRequestEvent.model_validate(raw)

@@ -1,0 +1,200 @@
+"""The planner: one scheduled run becomes work items on the queue, checked by the checker function.
+
+It discovers every cached tag in scope, adds the pre-warm list's images that are not cached yet and
+new upstream tags found by tag discovery, creates the run in the state table (so the checker that
+records the last result publishes the summary exactly once) and sends the items.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ptc_sync.ecr import match_rule
+from ptc_sync.models import RunReport, TagResult
+from ptc_sync.queue import WorkQueue
+from ptc_sync.registry import RegistryError
+from ptc_sync.semver import newest_matching
+from ptc_sync.settings import parse_image
+from ptc_sync.state import StateStore
+from ptc_sync.sync import SyncEngine
+from ptc_sync.upstream import upstream_for
+from ptc_sync.work import DiscoverySpec, WorkItem, WorkKind
+
+logger = Logger(child=True)
+MAX_LISTED_TAGS = 20_000  # upstream tags read per discovery spec and run
+
+
+class PrewarmConfig(BaseModel):
+    """The SSM parameter document: ``{"prewarm": ["repo:tag", …], "discover": [spec, …]}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prewarm: tuple[str, ...] = ()
+    discover: tuple[DiscoverySpec, ...] = ()
+
+
+class ParameterSource(Protocol):
+    def __call__(self, name: str) -> Any: ...
+
+
+@dataclass
+class Plan:
+    run_id: str
+    items: list[WorkItem] = field(default_factory=list)
+    skipped: list[TagResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def expected(self) -> int:
+        return sum(len(item.tags) for item in self.items)
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _chunks(tags: Sequence[str], size: int) -> Iterable[tuple[str, ...]]:
+    for start in range(0, len(tags), size):
+        yield tuple(tags[start : start + size])
+
+
+class Planner:
+    def __init__(
+        self,
+        engine: SyncEngine,
+        queue: WorkQueue,
+        state: StateStore,
+        *,
+        parameters: ParameterSource | None = None,
+    ) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.state = state
+        self.parameters = parameters
+        self.settings = engine.settings
+
+    def plan(self, *, dry_run: bool | None = None, run_id: str | None = None) -> Plan:
+        now = self.engine.now()
+        dry = self.settings.dry_run if dry_run is None else dry_run
+        plan = Plan(run_id or new_run_id(now))
+        found = self.engine.discover()
+        plan.errors.extend(found.errors)
+        plan.skipped.extend(found.skipped)
+        by_repo: dict[str, list[str]] = {}
+        for target in found.targets:
+            by_repo.setdefault(target.repository.name, []).append(target.cached.tag)
+        for repository, tags in sorted(by_repo.items()):
+            for chunk in _chunks(tags, self.settings.tags_per_message):
+                plan.items.append(
+                    WorkItem(
+                        run_id=plan.run_id,
+                        kind=WorkKind.CHECK,
+                        repository=repository,
+                        tags=chunk,
+                        dry_run=dry,
+                    )
+                )
+        cached = {(t.repository.name, t.cached.tag) for t in found.targets} | {
+            (r.repository, r.tag) for r in found.skipped
+        }
+        prewarm, specs = self._prewarm_config(plan)
+        warm: dict[str, list[str]] = {}
+        for image in prewarm:
+            repository, tag = parse_image(image)
+            if (repository, tag) in cached:
+                continue  # cached: checked like any other tag
+            if match_rule(self.engine.rules(), repository) is None:
+                plan.errors.append(f"pre-warm {image}: not under any pull-through cache rule in scope")
+                continue
+            warm.setdefault(repository, []).append(tag)
+        for spec in specs:
+            for tag in self._new_tags(spec, cached, plan):
+                warm.setdefault(spec.repository, []).append(tag)
+        if not dry:
+            for repository, tags in sorted(warm.items()):
+                unique = list(dict.fromkeys(tags))
+                for chunk in _chunks(unique, self.settings.tags_per_message):
+                    plan.items.append(
+                        WorkItem(
+                            run_id=plan.run_id,
+                            kind=WorkKind.WARM,
+                            repository=repository,
+                            tags=chunk,
+                            source="prewarm",
+                        )
+                    )
+        return plan
+
+    def _prewarm_config(self, plan: Plan) -> tuple[tuple[str, ...], tuple[DiscoverySpec, ...]]:
+        prewarm, specs = self.settings.prewarm_images, self.settings.discover
+        name = self.settings.prewarm_parameter
+        if name and self.parameters is not None:
+            try:
+                doc = PrewarmConfig.model_validate(self.parameters(name))
+                for image in doc.prewarm:
+                    parse_image(image)
+            except (ValidationError, ValueError) as exc:
+                plan.errors.append(f"SSM parameter {name}: {exc}".splitlines()[0])
+            except Exception as exc:  # noqa: BLE001 - Parameters raises its own GetParameterError family
+                plan.errors.append(f"SSM parameter {name}: {type(exc).__name__}: {exc}")
+            else:
+                prewarm, specs = (*prewarm, *doc.prewarm), (*specs, *doc.discover)
+        return prewarm, specs
+
+    def _new_tags(self, spec: DiscoverySpec, cached: set[tuple[str, str]], plan: Plan) -> list[str]:
+        rule = match_rule(self.engine.rules(), spec.repository)
+        if rule is None:
+            plan.errors.append(f"discover {spec.repository}: not under any pull-through cache rule in scope")
+            return []
+        try:
+            ref = upstream_for(rule, spec.repository)
+            upstream_tags = []
+            for tag in self.engine.registry.list_tags(ref):
+                upstream_tags.append(tag)
+                if len(upstream_tags) >= MAX_LISTED_TAGS:
+                    break
+        except (RegistryError, ValueError) as exc:
+            plan.errors.append(f"discover {spec.repository}: {exc}")
+            return []
+        fresh = [t for t in upstream_tags if (spec.repository, t) not in cached]
+        if spec.semver:
+            candidates = newest_matching(fresh, spec.semver)
+        else:
+            pattern = re.compile(spec.pattern or "")
+            candidates = sorted((t for t in fresh if pattern.fullmatch(t)), reverse=True)
+        return candidates[: spec.max_new]
+
+    def send(self, plan: Plan) -> int:
+        """Create the run, then queue its items; raises StateError/QueueError with the reason."""
+        if plan.expected:
+            self.state.start_run(plan.run_id, plan.expected, self.engine.now())
+        return self.queue.send(plan.items)
+
+
+def plan_report(plan: Plan, engine: SyncEngine, started: datetime, *, dry_run: bool) -> RunReport:
+    """The planner's own report: problems found while planning (and what was filtered out)."""
+    return RunReport(
+        run_id=plan.run_id,
+        started_at=started,
+        finished_at=engine.now(),
+        dry_run=dry_run,
+        results=tuple(plan.skipped),
+        errors=tuple(plan.errors),
+        region=engine.settings.region,
+        account_id=engine.settings.account_id,
+    )
+
+
+def count_outcomes(results: Iterable[TagResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    return counts

@@ -1,0 +1,147 @@
+"""Lambda's event plumbing, run in-process against moto: what the deployed stack does between the
+functions, so tests and the demo run the real handlers the way Lambda would call them.
+
+- ``SqsEventSource`` is an SQS event source mapping with ``ReportBatchItemFailures``: it receives up
+  to ``batch_size`` messages, calls the handler with an SQS event, deletes what succeeded and makes
+  the reported failures visible again; moto's redrive policy moves a message to the DLQ once its
+  receive count passes ``maxReceiveCount``, as SQS does.
+- ``EventBridgeTap`` stands in for an EventBridge rule whose target is a Lambda function: moto cannot
+  invoke functions, so the rule (same event pattern as template.yaml) targets an SQS queue and the tap
+  calls the handler with each event exactly as EventBridge would pass it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class FakeContext:
+    function_name: str
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    remaining_ms: int = 900_000
+    region: str = "us-east-1"
+    account: str = "123456789012"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account}:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@dataclass
+class Delivery:
+    invocations: int = 0
+    records: int = 0
+    failures: int = 0
+    responses: list[Any] = field(default_factory=list)
+
+
+class SqsEventSource:
+    def __init__(
+        self, sqs: Any, queue_url: str, handler: Handler, *, function_name: str, batch_size: int = 10
+    ) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.handler = handler
+        self.function_name = function_name
+        self.batch_size = batch_size
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+
+    def poll_once(self, delivery: Delivery) -> bool:
+        """One receive and one invocation; False when the queue had nothing to deliver."""
+        resp = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        )
+        messages = resp.get("Messages", [])
+        if not messages:
+            return False
+        event = {"Records": [self._record(m) for m in messages]}
+        result = self.handler(event, FakeContext(self.function_name))
+        delivery.invocations += 1
+        delivery.records += len(messages)
+        delivery.responses.append(result)
+        failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+        delivery.failures += len(failed)
+        for message in messages:
+            if message["MessageId"] in failed:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return True
+
+    def drain(self, *, max_invocations: int = 1000) -> Delivery:
+        """Deliver until the queue is empty (bounded: a poison message ends in the DLQ)."""
+        delivery = Delivery()
+        while delivery.invocations < max_invocations and self.poll_once(delivery):
+            pass
+        return delivery
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": self.queue_arn.split(":")[3],
+        }
+
+
+class EventBridgeTap:
+    """An EventBridge rule → Lambda target, through a moto rule → SQS queue."""
+
+    def __init__(
+        self,
+        events: Any,
+        sqs: Any,
+        *,
+        name: str,
+        pattern: dict[str, Any],
+        handler: Handler,
+        function_name: str,
+    ) -> None:
+        self.sqs = sqs
+        self.handler = handler
+        self.function_name = function_name
+        self.queue_url = sqs.create_queue(QueueName=f"tap-{name}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
+        events.put_targets(Rule=name, Targets=[{"Id": "function", "Arn": arn}])
+
+    def deliver(self) -> list[Any]:
+        """Invoke the handler once per event the rule matched; returns the handler's answers."""
+        answers = []
+        while True:
+            resp = self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            messages = resp.get("Messages", [])
+            if not messages:
+                return answers
+            for message in messages:
+                event = json.loads(message["Body"])
+                answers.append(self.handler(event, FakeContext(self.function_name)))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
