@@ -127,19 +127,36 @@ class SyncSettings(BaseModel):
         return value
 
 
-def load_settings(environ: Mapping[str, str]) -> SyncSettings:
-    """Read ``PTC_*`` variables (unknown ones are an error: a typo must not be silently ignored)."""
-    values: dict[str, str] = {
-        key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)
-    }
-    values.setdefault("region", environ.get("AWS_REGION", environ.get("AWS_DEFAULT_REGION", "")))
+def env_settings[M: BaseModel](
+    model: type[M],
+    values: Mapping[str, str],
+    *,
+    what: str = "settings",
+    show_values: bool = True,
+) -> M:
+    """Validate ``PTC_*`` values (keys already stripped and lower-cased) into ``model``; a
+    SettingsError names every bad variable (and its value, unless it may carry a secret)."""
     try:
-        return SyncSettings.model_validate(values)
+        return model.model_validate(dict(values))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
             name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
-            shown = values.get(loc, "")
-            problems.append(f"{name}={shown!r}: {err['msg']}")
-        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+            shown = f"={values.get(loc, '')!r}" if show_values else ""
+            problems.append(f"{name}{shown}: {err['msg']}")
+        raise SettingsError(f"invalid {what}: " + "; ".join(problems)) from None
+
+
+def prefixed(environ: Mapping[str, str]) -> dict[str, str]:
+    """``PTC_DRY_RUN=true`` → ``{"dry_run": "true"}``."""
+    return {
+        key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)
+    }
+
+
+def load_settings(environ: Mapping[str, str]) -> SyncSettings:
+    """Read ``PTC_*`` variables (unknown ones are an error: a typo must not be silently ignored)."""
+    values = prefixed(environ)
+    values.setdefault("region", environ.get("AWS_REGION", environ.get("AWS_DEFAULT_REGION", "")))
+    return env_settings(SyncSettings, values)

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ptc_sync.settings import ENV_PREFIX, SettingsError, SyncSettings
+from ptc_sync.settings import SyncSettings, env_settings, prefixed
 
 MAX_DASHBOARD_URL_CHARS: Final = 2000
 
@@ -50,16 +50,6 @@ class ChatSettings(BaseModel):
 
 def load_chat_settings(environ: Mapping[str, str]) -> ChatSettings:
     stack_wide = set(SyncSettings.model_fields) - set(ChatSettings.model_fields)
-    values = {
-        key[len(ENV_PREFIX) :].lower(): value for key, value in environ.items() if key.startswith(ENV_PREFIX)
-    }
-    values = {name: value for name, value in values.items() if name not in stack_wide}
-    try:
-        return ChatSettings.model_validate(values)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(part) for part in err["loc"])
-            name = f"{ENV_PREFIX}{loc.upper()}" if loc else "settings"
-            problems.append(f"{name}: {err['msg']}")  # values left out: the dashboard URL may carry tokens
-        raise SettingsError("invalid chat notifier settings: " + "; ".join(problems)) from None
+    values = {name: value for name, value in prefixed(environ).items() if name not in stack_wide}
+    # values left out of errors: the dashboard URL may carry tokens
+    return env_settings(ChatSettings, values, what="chat notifier settings", show_values=False)
