@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -31,6 +32,22 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+
+def _registry_children() -> list[str]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True, check=False
+    )
+    return [line.strip() for line in out.stdout.splitlines() if "docker-registry" in line]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_registry_left_behind() -> Iterator[None]:
+    """Set up first, torn down last: once every other fixture has stopped its registry, none may
+    still run (a leaked server would outlive CI's run)."""
+    yield
+    leftovers = _registry_children()
+    assert not leftovers, f"docker-registry processes left behind: {leftovers}"
 
 
 @pytest.fixture(scope="session")
