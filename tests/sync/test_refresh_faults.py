@@ -132,7 +132,8 @@ def test_upstream_moving_during_the_refresh_is_a_third_digest(box: Sandbox, stal
 def test_failed_rollback_keeps_the_image_under_the_backup_tag(box: Sandbox, stale: Stale) -> None:
     def import_and_restore_fail(f: AwsFaults, s: Stale) -> None:
         f.fail("BatchGetImage", "AccessDeniedException", when=by_tag(s))
-        f.fail("PutImage", "AccessDeniedException", when=lambda p: p.get("imageTag") == s.tag)
+        # every restore attempt fails (one failed PutImage is retried: see the fault matrix)
+        f.fail("PutImage", "AccessDeniedException", when=lambda p: p.get("imageTag") == s.tag, times=None)
 
     result = run_with(box, import_and_restore_fail, stale)
     assert result.outcome is Outcome.REFRESH_FAILED

@@ -37,6 +37,7 @@ DEFINITE_IMPORT_FAILURES: Final = frozenset(
     {"AccessDeniedException", "RepositoryNotFoundException", "UpstreamAccessDenied", "UnsupportedImageType"}
 )
 UNKNOWN_PLATFORM: Final = "unknown/unknown"  # buildx attestation manifests inside an index
+RESTORE_ATTEMPTS: Final = 4  # PutImage of the old manifest during a rollback, with backoff between
 
 
 class Step(StrEnum):
@@ -332,13 +333,19 @@ class Refresher:
         restored = self._tag_is(repo, tag, old.digest)  # the tag may never have gone (delete failed)
         rolled_back = False
         if not restored:
-            try:
-                self.ecr.put_manifest(repo, tag, old)
-            except EcrError as exc:
-                restore_error = str(exc)
-            else:
-                restore_error = ""
-            restored = self._tag_is(repo, tag, old.digest)  # ImageAlreadyExists also lands here
+            restore_error = ""
+            for attempt in range(RESTORE_ATTEMPTS):  # a throttled PutImage must not leave the tag absent
+                if attempt:
+                    self.sleep(self.poll_interval * 2**attempt)
+                try:
+                    self.ecr.put_manifest(repo, tag, old)
+                except EcrError as exc:
+                    restore_error = str(exc)
+                else:
+                    restore_error = ""
+                restored = self._tag_is(repo, tag, old.digest)  # ImageAlreadyExists also lands here
+                if restored:
+                    break
             rolled_back = restored
             if not restored:
                 return RefreshResult(
