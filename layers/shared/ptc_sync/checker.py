@@ -20,7 +20,7 @@ from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes
 from ptc_sync.models import Outcome, RunReport, TagResult
 from ptc_sync.notify import Notifier, NotifyError
 from ptc_sync.refresh import Refresher
-from ptc_sync.state import StateStore, TagState, in_cooldown
+from ptc_sync.state import StateError, StateStore, TagState, in_cooldown
 from ptc_sync.sync import SyncEngine, Target
 from ptc_sync.work import WorkItem, WorkKind
 
@@ -81,7 +81,12 @@ class Checker:
         results = self._warm(item) if item.kind is WorkKind.WARM else self._check(item, now, time_left)
         for status in self.engine.registry.rate_limits():
             self.state.observe_rate_limit(status, now)
-        annotated = [self._record(result, now) for result in results]
+        try:
+            annotated = [self._record(result, now) for result in results]
+        except StateError:
+            # the refreshes happened: say so in the log even though their state is not stored
+            log_results(results, item.run_id, item.dry_run)
+            raise
         log_results(annotated, item.run_id, item.dry_run)
         completed = self.state.record_results(item.run_id, annotated, batch_id=batch_id)
         message_id = self.summarise(item.run_id, dry_run=item.dry_run) if completed else None
@@ -139,7 +144,9 @@ class Checker:
             try:
                 before = self.engine.ecr.tag_digest(item.repository, tag)
             except EcrError as exc:
-                raise RetryableError(str(exc)) from exc
+                if exc.code != "RepositoryNotFoundException":
+                    raise RetryableError(str(exc)) from exc
+                before = None  # nothing cached under this name yet: the pull creates the repository
             warmed = self.refresher.prewarm(item.repository, tag)
             if not warmed.ok:
                 results.append(
