@@ -215,3 +215,15 @@ def test_notifier_reads_only_its_secret_and_gives_up_into_a_queue() -> None:
     assert destination["Type"] == "SQS"
     assert destination["Destination"] == "ChatDeliveryFailedQueue.Arn"
     assert props["Events"]["Report"]["Type"] == "SNS"
+
+
+def test_checker_concurrency_fits_the_sqs_event_source() -> None:
+    """The SQS event source's MaximumConcurrency takes 2 to 1000 (CloudFormation refuses 1 at deploy
+    time; cfn-lint does not see it through the transform), and reserved concurrency must not be
+    below it or Lambda throttles the batches the poller hands over."""
+    checker = RESOURCES["CheckerFunction"]["Properties"]
+    scaling = checker["Events"]["Work"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+    assert scaling == {"Ref": "CheckerConcurrency"}
+    assert checker["ReservedConcurrentExecutions"] == {"Ref": "CheckerConcurrency"}
+    param = TEMPLATE["Parameters"]["CheckerConcurrency"]
+    assert 2 <= param["MinValue"] <= param["MaxValue"] <= 1000
