@@ -7,7 +7,9 @@ functions, so tests and the demo run the real handlers the way Lambda would call
   receive count passes ``maxReceiveCount``, as SQS does.
 - ``EventBridgeTap`` stands in for an EventBridge rule whose target is a Lambda function: moto cannot
   invoke functions, so the rule (same event pattern as template.yaml) targets an SQS queue and the tap
-  calls the handler with each event exactly as EventBridge would pass it.
+  calls the handler with each event exactly as EventBridge would pass it. moto's default input
+  template for an SQS target leaves out ``account``; the tap puts it back (the queue's account, the
+  bus's own), as a Lambda target receives the whole event.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ class EventBridgeTap:
         arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
+        self.account = arn.split(":")[4]
         events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
         events.put_targets(Rule=name, Targets=[{"Id": "function", "Arn": arn}])
 
@@ -143,5 +146,6 @@ class EventBridgeTap:
                 return answers
             for message in messages:
                 event = json.loads(message["Body"])
+                event.setdefault("account", self.account)  # dropped by moto's SQS delivery only
                 answers.append(self.handler(event, FakeContext(self.function_name)))
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
