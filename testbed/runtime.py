@@ -3,8 +3,10 @@ functions, so tests and the demo run the real handlers the way Lambda would call
 
 - ``SqsEventSource`` is an SQS event source mapping with ``ReportBatchItemFailures``: it receives up
   to ``batch_size`` messages, calls the handler with an SQS event, deletes what succeeded and makes
-  the reported failures visible again; moto's redrive policy moves a message to the DLQ once its
-  receive count passes ``maxReceiveCount``, as SQS does.
+  the reported failures visible again; a handler that raises (a function error, which Powertools'
+  batch processor raises when every record failed) fails the whole batch, as Lambda does. moto's
+  redrive policy moves a message to the DLQ once its receive count passes ``maxReceiveCount``, as
+  SQS does.
 - ``EventBridgeTap`` stands in for an EventBridge rule whose target is a Lambda function: moto cannot
   invoke functions, so the rule (same event pattern as template.yaml) targets an SQS queue and the tap
   calls the handler with each event exactly as EventBridge would pass it. moto's default input
@@ -46,6 +48,7 @@ class Delivery:
     records: int = 0
     failures: int = 0
     responses: list[Any] = field(default_factory=list)
+    errors: list[Exception] = field(default_factory=list)  # invocations that raised (function errors)
 
 
 class SqsEventSource:
@@ -74,10 +77,15 @@ class SqsEventSource:
         if not messages:
             return False
         event = {"Records": [self._record(m) for m in messages]}
-        result = self.handler(event, FakeContext(self.function_name))
         delivery.invocations += 1
         delivery.records += len(messages)
-        delivery.responses.append(result)
+        try:
+            result = self.handler(event, FakeContext(self.function_name))
+        except Exception as exc:  # a function error: Lambda retries the whole batch
+            delivery.errors.append(exc)
+            result = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}
+        else:
+            delivery.responses.append(result)
         failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
         delivery.failures += len(failed)
         for message in messages:
