@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from ptc_sync.ecr import EcrError
 from ptc_sync.planner import Plan, Planner, new_run_id
@@ -29,9 +29,20 @@ ECR_SOURCE: Final = "aws.ecr"
 ECR_PTC_DETAIL_TYPE: Final = "ECR Pull Through Cache Action"
 SUCCESS: Final = "SUCCESS"
 
+
+def _path_segments(value: str) -> str:
+    """ECR names are ``/``-separated components: no empty, ``.`` or ``..`` one (a path trick)."""
+    for segment in value.split("/"):
+        if segment in {"", ".", ".."}:
+            raise ValueError(f"{segment!r} is not a repository path segment")
+    return value
+
+
 # names or shell patterns over ECR's name characters: '*', '?' and '[...]' only
 RepositoryPattern = Annotated[
-    str, StringConstraints(min_length=1, max_length=256, pattern=r"^[a-z0-9._/*?\[\]-]+$")
+    str,
+    StringConstraints(min_length=1, max_length=256, pattern=r"^[a-z0-9._/*?\[\]-]+$"),
+    AfterValidator(_path_segments),
 ]
 TagPattern = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*?\[\]-]+$")
