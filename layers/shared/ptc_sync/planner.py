@@ -164,13 +164,13 @@ class Planner:
         except (RegistryError, ValueError) as exc:
             plan.errors.append(f"discover {spec.repository}: {exc}")
             return []
-        fresh = [t for t in upstream_tags if (spec.repository, t) not in cached]
         if spec.semver:
-            candidates = newest_matching(fresh, spec.semver)
+            candidates = newest_matching(upstream_tags, spec.semver)
         else:
             pattern = re.compile(spec.pattern or "")
-            candidates = sorted((t for t in fresh if pattern.fullmatch(t)), reverse=True)
-        return candidates[: spec.max_new]
+            candidates = sorted((t for t in upstream_tags if pattern.fullmatch(t)), reverse=True)
+        # the newest max_new matching tags, those not cached yet: never older ones in their place
+        return [t for t in candidates[: spec.max_new] if (spec.repository, t) not in cached]
 
     def send(self, plan: Plan) -> int:
         """Create the run, then queue its items; raises StateError/QueueError with the reason."""
