@@ -29,13 +29,26 @@ from ptc_sync.work import WorkItem
 logger = Logger(child=True)
 
 
+MAX_PROBLEMS = 10  # a reason names this many problems at most (a huge array has one per element)
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """``field: message`` for each problem; input values are left out (they may hold anything)."""
+    errors = exc.errors()
     parts = []
-    for err in exc.errors():
+    for err in errors[:MAX_PROBLEMS]:
         loc = ".".join(str(p) for p in err["loc"]) or "event"
         parts.append(f"{loc}: {err['msg']}")
+    if len(errors) > MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - MAX_PROBLEMS} more problems")
     return "; ".join(parts)
+
+
+def reject_non_object(raw_event: object) -> dict[str, Any]:
+    """The rejection of an event that is not a JSON object (a manual invoke can send any JSON)."""
+    reason = f"event: not a JSON object ({type(raw_event).__name__})"
+    logger.error("event rejected", extra={"reason": reason})
+    return {"status": "rejected", "reason": reason}
 
 
 # -- the fan-out: planner, checker, event-started runs ---------------------------------------------
@@ -92,9 +105,11 @@ def _send(app: App, planner: Planner, plan: Plan, *, dry_run: bool) -> dict[str,
     return summary
 
 
-def plan_scheduled_run(raw_event: Mapping[str, Any]) -> dict[str, Any]:
+def plan_scheduled_run(raw_event: object) -> dict[str, Any]:
     """The planner function: discover, queue work items, create the run (its summary comes later,
     from the checker that records the run's last result)."""
+    if not isinstance(raw_event, Mapping):
+        return reject_non_object(raw_event)
     try:
         request = parse(event=dict(raw_event), model=ScheduledSyncEvent)
     except ValidationError as exc:
@@ -108,8 +123,10 @@ def plan_scheduled_run(raw_event: Mapping[str, Any]) -> dict[str, Any]:
     return _send(app, planner, plan, dry_run=dry)
 
 
-def handle_request_event(raw_event: Mapping[str, Any]) -> dict[str, Any]:
+def handle_request_event(raw_event: object) -> dict[str, Any]:
     """ECR ``Pull Through Cache Action`` events and on-demand ``Sync Request`` events → a run."""
+    if not isinstance(raw_event, Mapping):
+        return reject_non_object(raw_event)
     try:
         event = parse_request_event(dict(raw_event))
     except ValidationError as exc:
@@ -136,10 +153,14 @@ def handle_request_event(raw_event: Mapping[str, Any]) -> dict[str, Any]:
     return dict(once(event={"id": event.id, "source": event.source}))
 
 
-def process_work_batch(raw_event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+def process_work_batch(raw_event: object, context: LambdaContext) -> dict[str, Any]:
     """The checker function: each SQS record is one work item. A record that cannot be processed
     now (throttling, a state-table error) is reported as a batch item failure and retried, then
     dead-lettered; a malformed record is logged with the reason and dropped (retrying cannot fix it)."""
+    if not isinstance(raw_event, Mapping) or not isinstance(raw_event.get("Records"), list):
+        reason = "event: not an SQS event (no Records list)"
+        logger.error("event rejected", extra={"reason": reason})
+        return {"status": "rejected", "reason": reason, "batchItemFailures": []}
     app = get_app()
     checker = app.checker()
     config = IdempotencyConfig(event_key_jmespath="body", expires_after_seconds=6 * 3600)

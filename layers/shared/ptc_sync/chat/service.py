@@ -21,11 +21,16 @@ from ptc_sync.chat.poster import Delivery
 from ptc_sync.chat.wiring import get_notifier
 
 logger = Logger(child=True)
+MAX_PROBLEMS = 10  # a rejection names this many problems at most
 
 
-def deliver_sns_event(raw_event: Mapping[str, Any]) -> dict[str, Any]:
+def deliver_sns_event(raw_event: object) -> dict[str, Any]:
     """Deliver every record of an SNS → Lambda event; raise ChatDeliveryError after all of them if
     any channel failed."""
+    if not isinstance(raw_event, Mapping):
+        reason = f"event: not a JSON object ({type(raw_event).__name__})"
+        logger.error("event rejected", extra={"reason": reason})
+        return {"status": "rejected", "reason": reason}
     try:
         event = parse(event=dict(raw_event), model=SnsModel)
     except ValidationError as exc:
@@ -47,6 +52,10 @@ def deliver_sns_event(raw_event: Mapping[str, Any]) -> dict[str, Any]:
 def _describe(exc: ValidationError) -> str:
     """``field: message`` per problem, input values left out (as ``ptc_sync.service`` does for the sync,
     whose module is not imported here: it would load the whole sync at cold start)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in exc.errors()
-    )
+    errors = exc.errors()
+    parts = [
+        f"{'.'.join(str(p) for p in err['loc']) or 'event'}: {err['msg']}" for err in errors[:MAX_PROBLEMS]
+    ]
+    if len(errors) > MAX_PROBLEMS:  # a huge array has one problem per element
+        parts.append(f"and {len(errors) - MAX_PROBLEMS} more problems")
+    return "; ".join(parts)
