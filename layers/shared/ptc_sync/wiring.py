@@ -113,7 +113,12 @@ def build_app(
         )
     state: StateStore | None = None
     if settings.table_name:
-        state = DynamoStateStore(session.client("dynamodb", config=AWS_CONFIG), settings.table_name, now=now)
+        state = DynamoStateStore(
+            session.client("dynamodb", config=AWS_CONFIG),
+            settings.table_name,
+            ttl_days=settings.history_days,
+            now=now,
+        )
     queue: WorkQueue | None = None
     if settings.queue_url:
         queue = SqsWorkQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url)
