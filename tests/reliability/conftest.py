@@ -1,0 +1,29 @@
+"""The reliability suite's bookkeeping: cells, examples and corpus entries counted, printed at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass
+class Tally:
+    cells: set[str] = field(default_factory=set)
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    examples: int = 0
+    corpus: int = 0
+
+
+MATRIX = Tally()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not (MATRIX.cells or MATRIX.examples or MATRIX.corpus):
+        return
+    terminalreporter.section("reliability")
+    terminalreporter.write_line(f"fault matrix: {len(MATRIX.cells)} cells, {len(MATRIX.failures)} failed")
+    for cell, problems in sorted(MATRIX.failures.items()):
+        terminalreporter.write_line(f"  {cell}: {problems[0].splitlines()[0]}")
+    terminalreporter.write_line(f"property examples run: {MATRIX.examples}")
+    terminalreporter.write_line(f"bad-input corpus entries: {MATRIX.corpus}")
