@@ -1,0 +1,479 @@
+"""Least privilege, checked: every AWS operation each function performs, against what template.yaml
+grants that function.
+
+A recorder wraps botocore's ``BaseClient._make_api_call`` (every client, however and whenever it was
+created: the handlers' own, Powertools' Parameters and idempotency clients, the ECR client made with
+assumed-role credentials) and attributes each call to the handler running at that moment (the four
+handlers are wrapped; refresh threads inherit the attribution). The scenarios below run here, in this
+module, so the recording never depends on which tests ran before.
+
+Each recorded call becomes IAM actions and resources (TransactWriteItems is the actions of its
+parts; SendMessageBatch is sqs:SendMessage) and, for DynamoDB, the partition keys it touches. The
+function's Policies (resolved with the tests' CloudFormation evaluator, the optional parts switched
+on) must allow every one of them, ``dynamodb:LeadingKeys`` conditions included; and every action
+they grant must be used, except the documented ones below.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.client import BaseClient
+
+from ptc_sync.chat import wiring as chat_wiring
+from ptc_sync.chat.settings import ChatSettings
+from ptc_sync.queue import QueueError
+from ptc_sync.report import build_notification
+from testbed.fault_server import Reply
+from testbed.registry import RegistryServer
+from testbed.runtime import FakeContext
+from testbed.sandbox import ACCOUNT, REGION
+from tests.chat.conftest import WEBHOOK_URLS, WebhookServer, overrides
+from tests.chat.sample import sample_report, sns_event
+from tests.reliability import harness
+from tests.reliability.harness import World
+from tests.template.cfn import Evaluator, load_template
+
+FUNCTIONS = {
+    "sync": "SyncFunction",
+    "checker": "CheckerFunction",
+    "requests": "RequestsFunction",
+    "notifier": "ChatNotifierFunction",
+}
+UPSTREAM_ECR = "210987654321.dkr.ecr.us-west-2.amazonaws.com"
+UPSTREAM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ptc-sync-upstream-reader"
+PREWARM_PARAMETER = "/ptc-sync/prewarm"
+
+# Granted but never called through the API: IAM checks them on the function's behalf.
+PERMISSION_ONLY = {
+    "ecr:BatchImportUpstreamImage": "ECR checks it when a pull by tag imports from upstream (no such API)",
+    "ecr:CreateRepository": "ECR checks it when the first pull through a rule creates the repository",
+    "kms:GenerateDataKey": "SNS asks KMS for a data key on the publisher's behalf (KMS-encrypted topic)",
+    "kms:Decrypt": "SNS decrypts with the publisher's permission to check the data key (encrypted topic)",
+}
+# Granted for a code path the scenarios cannot reach.
+FALLBACK_ONLY = {
+    ("requests", "dynamodb:GetItem"): (
+        "Powertools idempotency reads the record when a conditional put returns no item (DynamoDB returns "
+        "it with ReturnValuesOnConditionCheckFailure, so only a fallback); confined to pk IDEMPOTENCY"
+    ),
+}
+# Used, and deliberately not granted by the template as shipped.
+NOT_GRANTED = {
+    "sts:AssumeRole": (
+        "only for an ECR-to-ECR rule with customRoleArn, to read the upstream registry as that role; the "
+        "role is unknown at deploy time, so a stack with such rules must grant it (and the role must "
+        "trust the checker's and planner's roles)"
+    ),
+}
+# Actions that have no resource-level permissions: Resource "*" is the only way to grant them.
+NO_RESOURCE_LEVEL = {
+    "ecr:GetAuthorizationToken": "registry-wide token; IAM documents no resource type for it",
+    "ecr:DescribePullThroughCacheRules": "lists the registry's rules; IAM documents no resource type for it",
+}
+
+
+# -- recording -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    function: str
+    service: str
+    operation: str
+    region: str
+    params: Mapping[str, Any] = field(hash=False, compare=False)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.current: str | None = None
+        self._lock = threading.Lock()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = BaseClient._make_api_call
+        recorder = self
+
+        def recording(client: BaseClient, operation: str, params: Mapping[str, Any]) -> Any:
+            function = recorder.current
+            if function is not None:
+                with recorder._lock:
+                    recorder.calls.append(
+                        Call(
+                            function,
+                            client.meta.service_model.service_name,
+                            operation,
+                            client.meta.region_name,
+                            dict(params),
+                        )
+                    )
+            return real(client, operation, params)
+
+        monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+
+    def attributed(self, function: str, handler: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kw: Any) -> Any:
+            self.current = function
+            try:
+                return handler(*args, **kw)
+            finally:
+                self.current = None
+
+        return run
+
+
+# -- the scenarios -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    calls: list[Call]
+    world: World
+    chat_secret_arn: str
+
+
+@pytest.fixture(scope="module")
+def recorded(registry: RegistryServer) -> Iterator[Recorded]:
+    monkeypatch = pytest.MonkeyPatch()
+    recorder = Recorder()
+    try:
+        for world in harness.world_of(registry):
+            recorder.install(monkeypatch)
+            chat_arn = run_scenarios(world, recorder)
+            yield Recorded(list(recorder.calls), world, chat_arn)
+    finally:
+        monkeypatch.undo()
+        chat_wiring.set_notifier(None)
+
+
+def run_scenarios(world: World, recorder: Recorder) -> str:
+    box, stack = world.box, world.stack
+    ecr, ssm, secrets = world.client("ecr"), world.client("ssm"), world.client("secretsmanager")
+    stack.sync = recorder.attributed("sync", stack.sync)
+    stack.work.handler = recorder.attributed("checker", stack.work.handler)
+    stack.checker = stack.work.handler
+    for tap in stack.taps:
+        tap.handler = recorder.attributed("requests", tap.handler)
+
+    # an ECR-to-ECR rule whose upstream is read as the rule's role (sts:AssumeRole, GetAuthorizationToken)
+    box.emulator.add_upstream(UPSTREAM_ECR, world.upstream.url)
+    box.upstreams[UPSTREAM_ECR] = world.upstream.url
+    ecr.create_pull_through_cache_rule(
+        ecrRepositoryPrefix="ecr-up",
+        upstreamRegistryUrl=UPSTREAM_ECR,
+        upstreamRegistry="ecr",
+        customRoleArn=UPSTREAM_ROLE,
+    )
+    public = harness.cache_repo(
+        world, "iam-public", stale=("stable", "broken"), fresh=("pinned",), multi=True
+    )
+    hub = harness.cache_repo(world, "iam-hub", stale=("3",), fresh=(), prefix="docker-hub")
+    upstream_ecr = harness.cache_repo(world, "iam-ecr", stale=(), fresh=("1",), prefix="ecr-up")
+    box.pusher.push_image(public.upstream_repo, "v9.9", layers=1)  # a new tag for discovery
+    ssm.put_parameter(
+        Name=PREWARM_PARAMETER,
+        Type="String",
+        # one image under no rule: a planning problem, which the planner publishes
+        Value=json.dumps({"prewarm": [f"{public.name}:v9.9", "nowhere/app:1"], "discover": []}),
+    )
+    # the upstream hosts ask for credentials (Basic): the rule's secret and the ECR token are read
+    basic = Reply(401, {"WWW-Authenticate": 'Basic realm="upstream"'})
+    world.upstream.inject(lambda path: path == "/v2/", basic)
+    for cached in (hub, upstream_ecr):  # the planner's tag listing meets the challenge too
+        tags_list = f"/v2/{cached.upstream_repo}/tags/list"
+        world.upstream.inject(lambda path, p=tags_list: path.startswith(p), basic, times=1)
+    scope = ",".join(c.name for c in (public, hub, upstream_ecr))
+    specs = [{"repository": c.name, "pattern": "^v.*"} for c in (hub, upstream_ecr)]
+    settings = {
+        "repository_include": scope,
+        "prewarm_parameter": PREWARM_PARAMETER,
+        "discover": json.dumps(specs),
+        "keep_generations": 0,  # a verified refresh drops its backup: BatchDeleteImage of backup tags
+        "refresh_cooldown_minutes": 0,
+    }
+    # the planner's parameter cache is per container: start with none
+    from aws_lambda_powertools.utilities.parameters import base
+
+    base.DEFAULT_PROVIDERS.clear()
+
+    # 1. the scheduled run: discovery (with SSM pre-warm list and upstream tag discovery), refreshes
+    #    (one fails and rolls back: PutImage of the old manifest), pre-warm of a new tag, the report
+    planner, checker = harness.build(world, **settings), harness.build(world, **settings)
+    checker.faults.fail(
+        "ecr",
+        "BatchGetImage",
+        "AccessDeniedException",
+        when=lambda p: p.get("imageIds", [{}])[0].get("imageTag") == "broken",
+    )
+    out = harness.run_fanout(world, planner, checker, lambda: [])
+    assert out.planned is not None
+    assert out.planned["status"] == "planned", out.planned
+    outcomes = {r.image: r.outcome.value for r in out.results}
+    assert outcomes.get(f"{public.name}:stable") == "refreshed", out.text()
+    assert outcomes.get(f"{public.name}:broken") == "refresh_failed", out.text()
+
+    # 2. a checker retry after a failure: Powertools deletes the in-progress idempotency record
+    again = harness.build(world, **settings)
+    again.faults.fail("dynamodb", "BatchGetItem", "ProvisionedThroughputExceededException", times=1)
+    harness.run_fanout(world, harness.build(world, **settings), again, lambda: [])
+
+    # 3. on-demand requests and ECR events through the EventBridge rules (the request handler),
+    #    one delivered twice (idempotency: the second is answered from the record)
+    requests_app = harness.build(world, repository_include=scope)
+    harness.wiring.set_app(requests_app.app)
+    events = world.client("events")
+    request = {
+        "Source": "ptc-sync",
+        "DetailType": "Sync Request",
+        "Detail": json.dumps({"repositories": [public.name, "ecr-public/no-such-repository"]}),
+    }
+    ecr_event = {
+        "Source": "aws.ecr",
+        "DetailType": "ECR Pull Through Cache Action",
+        "Detail": json.dumps(
+            {
+                "rule-version": "1",
+                "sync-status": "SUCCESS",
+                "ecr-repository-prefix": "ecr-public",
+                "repository-name": public.name,
+                "upstream-registry-url": "public.ecr.aws",
+                "image-tag": "pinned",
+            }
+        ),
+    }
+    events.put_events(Entries=[request, ecr_event])
+    answers = stack.deliver_events()
+    assert len(answers) >= 2, answers  # and the emulated ECR's own events, one per import
+    tap = next(t for t in stack.taps if t.queue_url.endswith("tap-SyncRequest"))
+    duplicate = {
+        "version": "0",
+        "id": "11111111-2222-4333-8444-555555555555",
+        "detail-type": "Sync Request",
+        "source": "ptc-sync",
+        "account": ACCOUNT,
+        "time": "2026-03-01T12:00:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": {"repositories": [public.name], "action": "check"},
+    }
+    tap.handler(duplicate, FakeContext("requests"))
+    tap.handler(duplicate, FakeContext("requests"))
+    # a request whose work cannot be queued: the handler fails, Powertools deletes its record
+    requests_app.faults.fail("sqs", "SendMessageBatch", "AWS.SimpleQueueService.NonExistentQueue", times=3)
+    with pytest.raises(QueueError):
+        tap.handler({**duplicate, "id": "99999999-2222-4333-8444-555555555555"}, FakeContext("requests"))
+    requests_app.faults.heal()
+    harness.run_fanout(world, requests_app, requests_app, lambda: [], event={"source": "ptc-sync.manual"})
+
+    # 4. the chat notifier: the report topic's message to the webhooks
+    chat_arn = secrets.create_secret(
+        Name="ptc-sync/chat-webhooks", SecretString=json.dumps({str(k): v for k, v in WEBHOOK_URLS.items()})
+    )["ARN"]
+    server = WebhookServer()
+    server.start()
+    try:
+        chat_wiring.set_notifier(
+            chat_wiring.build_notifier(
+                ChatSettings(chat_secret_arn=chat_arn, chat_secret_max_age=0),
+                session=harness.new_session(),
+                host_override=overrides(server.url),
+                sleep=lambda _s: None,
+            )
+        )
+        notify = recorder.attributed("notifier", harness.notifier_handler())
+        summary = notify(sns_event(build_notification(sample_report()).message), FakeContext("notifier"))
+        assert summary["status"] == "ok", summary
+    finally:
+        server.stop()
+    return chat_arn
+
+
+# -- from calls to IAM ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Need:
+    action: str
+    resource: str
+    leading_keys: tuple[str, ...] = ()  # DynamoDB partition keys the call touches
+
+
+def repository_arn(name: str) -> str:
+    return f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}"
+
+
+def partition_keys(value: Any) -> tuple[str, ...]:
+    """Every ``pk`` string in a DynamoDB request (Key, Item, RequestItems, key conditions)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            pk = node.get("pk")
+            if isinstance(pk, dict) and "S" in pk:
+                found.append(pk["S"])
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(value)
+    if ":pk" in (value.get("ExpressionAttributeValues") or {}):
+        found.append(value["ExpressionAttributeValues"][":pk"]["S"])
+    return tuple(sorted(set(found)))
+
+
+def needs(call: Call, world: World) -> list[Need]:  # noqa: PLR0911 - one return per service
+    p = call.params
+    if call.service == "ecr":
+        if call.operation in {"DescribePullThroughCacheRules", "GetAuthorizationToken"}:
+            return [Need(f"ecr:{call.operation}", "*")]
+        names = p.get("repositoryNames") or ([p["repositoryName"]] if "repositoryName" in p else ["*"])
+        return [Need(f"ecr:{call.operation}", repository_arn(n)) for n in names]
+    if call.service == "dynamodb":
+        table = "StateTable.Arn"
+        if call.operation == "TransactWriteItems":
+            parts = {
+                "Put": "PutItem",
+                "Update": "UpdateItem",
+                "Delete": "DeleteItem",
+                "ConditionCheck": "ConditionCheckItem",
+            }
+            return [
+                Need(f"dynamodb:{parts[kind]}", table, partition_keys(body))
+                for item in p["TransactItems"]
+                for kind, body in item.items()
+            ]
+        return [Need(f"dynamodb:{call.operation}", table, partition_keys(p))]
+    if call.service == "sqs":
+        assert p["QueueUrl"] == world.box.work_queue_url, p["QueueUrl"]
+        return [
+            Need(
+                "sqs:SendMessage" if "SendMessage" in call.operation else f"sqs:{call.operation}",
+                "WorkQueue.Arn",
+            )
+        ]
+    if call.service == "sns":
+        assert p["TopicArn"] == world.box.topic_arn
+        return [Need(f"sns:{call.operation}", "REPORT_TOPIC")]
+    if call.service == "secretsmanager":
+        return [Need(f"secretsmanager:{call.operation}", p["SecretId"])]
+    if call.service == "ssm":
+        return [
+            Need(f"ssm:{call.operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{p['Name'].lstrip('/')}")
+        ]
+    if call.service == "sts":
+        return [Need(f"sts:{call.operation}", p["RoleArn"])]
+    raise AssertionError(f"unexpected service {call.service} ({call.operation})")
+
+
+@dataclass(frozen=True)
+class Statement:
+    sid: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    leading_keys: tuple[str, ...] | None  # ForAllValues:StringLike dynamodb:LeadingKeys, if any
+
+    def allows(self, need: Need) -> bool:
+        if not any(fnmatch.fnmatchcase(need.action, a) for a in self.actions):
+            return False
+        if not any(fnmatch.fnmatchcase(need.resource, r) for r in self.resources):
+            return False
+        if self.leading_keys is not None:
+            return bool(need.leading_keys) and all(
+                any(fnmatch.fnmatchcase(key, pattern) for pattern in self.leading_keys)
+                for key in need.leading_keys
+            )
+        return True
+
+
+def as_list(value: Any) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, list) else (value,)
+
+
+def granted(function_id: str, chat_arn: str) -> list[Statement]:
+    template = load_template()
+    evaluator = Evaluator(
+        template, {"PrewarmParameterName": PREWARM_PARAMETER, "ChatWebhookSecretArn": chat_arn}
+    )
+    topic = evaluator.value({"Ref": "ReportTopic"})
+    statements = []
+    for policy in evaluator.value(template["Resources"][function_id]["Properties"]["Policies"]):
+        assert isinstance(policy, dict), f"{function_id}: only inline policy documents ({policy!r})"
+        for st in policy["Statement"]:
+            assert st["Effect"] == "Allow"
+            condition = st.get("Condition", {})
+            keys = condition.get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+            assert set(condition) <= {"ForAllValues:StringLike"}, f"{st['Sid']}: unexpected condition"
+            resources = tuple("REPORT_TOPIC" if r == topic else r for r in as_list(st["Resource"]))
+            statements.append(
+                Statement(st["Sid"], as_list(st["Action"]), resources, as_list(keys) if keys else None)
+            )
+    return statements
+
+
+# -- the checks ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_call_is_granted(recorded: Recorded, function: str) -> None:
+    statements = granted(FUNCTIONS[function], recorded.chat_secret_arn)
+    used = {n for c in recorded.calls if c.function == function for n in needs(c, recorded.world)}
+    assert used, f"the scenarios exercise {function}"
+    missing = sorted(
+        f"{n.action} on {n.resource} {list(n.leading_keys) or ''}"
+        for n in used
+        if n.action not in NOT_GRANTED and not any(s.allows(n) for s in statements)
+    )
+    assert not missing, f"{function} uses what its role does not grant:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_every_grant_is_used(recorded: Recorded, function: str) -> None:
+    statements = granted(FUNCTIONS[function], recorded.chat_secret_arn)
+    used = {n.action for c in recorded.calls if c.function == function for n in needs(c, recorded.world)}
+    unused = sorted(
+        f"{s.sid}: {action}"
+        for s in statements
+        for action in s.actions
+        if action not in used and action not in PERMISSION_ONLY and (function, action) not in FALLBACK_ONLY
+    )
+    assert not unused, f"{function}'s role grants what it never uses:\n" + "\n".join(unused)
+
+
+def test_exceptions_are_real(recorded: Recorded) -> None:
+    """The documented exceptions are what the recording shows: AssumeRole happens (only for the rule with
+    a role), and no permission-only action is ever called."""
+    actions = {n.action for c in recorded.calls for n in needs(c, recorded.world)}
+    assert not actions & set(PERMISSION_ONLY)
+    assume = [c for c in recorded.calls if c.operation == "AssumeRole"]
+    assert assume, "the ECR-to-ECR rule's role is assumed"
+    assert {c.params["RoleArn"] for c in assume} == {UPSTREAM_ROLE}
+
+
+def test_resources_are_scoped(recorded: Recorded) -> None:
+    """Every statement names ARNs (or template resources), except for actions without resource-level
+    permissions, listed with the reason in NO_RESOURCE_LEVEL."""
+    for function_id in FUNCTIONS.values():
+        for s in granted(function_id, recorded.chat_secret_arn):
+            if "*" in s.resources:
+                assert set(s.actions) <= set(NO_RESOURCE_LEVEL), (
+                    f"{function_id} {s.sid}: Resource * for {s.actions}"
+                )
+            for action in s.actions:
+                assert "*" not in action, f"{function_id} {s.sid}: wildcard action {action}"
+
+
+def test_dynamodb_writes_are_confined_by_leading_keys(recorded: Recorded) -> None:
+    """Every DynamoDB statement of every function is conditioned on the partition keys it may touch."""
+    for function_id in FUNCTIONS.values():
+        for s in granted(function_id, recorded.chat_secret_arn):
+            if any(a.startswith("dynamodb:") for a in s.actions):
+                assert s.leading_keys, f"{function_id} {s.sid}: no dynamodb:LeadingKeys condition"
