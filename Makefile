@@ -23,6 +23,7 @@ help:
 	@echo "make build       sam build (python3.13, arm64)"
 	@echo "make bench       registry client benchmark"
 	@echo "make bench-sync  one scheduled run over 500 cached tags, 5% stale: time and calls"
+	@echo "make bench-scale the fan-out over 10,000 cached tags in 2,000 repositories: time, memory, requests"
 	@echo "make clean       remove the venv and build output"
 
 $(STAMP): pyproject.toml
@@ -64,6 +65,10 @@ bench: $(STAMP) system-deps
 	$(PY) -m bench.registry_check
 bench-sync: $(STAMP) system-deps
 	$(PY) -m bench.sync_run
+
+.PHONY: bench-scale
+bench-scale: $(STAMP) system-deps
+	$(PY) -m bench.scale
 
 .PHONY: clean
 clean:
