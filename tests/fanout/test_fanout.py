@@ -129,7 +129,7 @@ def test_a_retryable_failure_retries_only_its_own_record(
     assert queued(box, box.work_queue_url) == queued(box, box.dlq_url) == 0
 
 
-def _batch_for(box: Sandbox, run_id: str, items: list[WorkItem]) -> dict[str, Any]:
+def _batch_for(items: list[WorkItem]) -> dict[str, Any]:
     """events/sqs-work-batch.json with its bodies replaced by work items for the testbed."""
     event = load_event("sqs-work-batch.json")
     assert len(event["Records"]) == len(items)
@@ -150,8 +150,6 @@ def test_a_redelivered_record_does_nothing_twice(box: Sandbox, stack: Stack, uni
     run_id = "20260301T120000Z-8c1f0e2a"
     state.start_run(run_id, 2, box.clock.now())
     event = _batch_for(
-        box,
-        run_id,
         [
             WorkItem(run_id=run_id, kind=WorkKind.CHECK, repository=stale, tags=("lts",)),
             WorkItem(run_id=run_id, kind=WorkKind.CHECK, repository=fresh, tags=("1.27",)),
