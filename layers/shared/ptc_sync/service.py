@@ -190,6 +190,13 @@ def process_work_batch(raw_event: object, context: LambdaContext) -> dict[str, A
                 "work item will be retried", extra={"message_id": record.message_id, "reason": str(exc)}
             )
             raise
+        except Exception as exc:
+            # anything else (the idempotency store refusing, a bug) is retried too: never silently
+            logger.exception(
+                "work item failed and will be retried",
+                extra={"message_id": record.message_id, "reason": f"{type(exc).__name__}: {exc}"},
+            )
+            raise
 
     processor = BatchProcessor(event_type=EventType.SQS)
     return dict(
