@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ptc_sync.semver import newest_matching, parse_range, parse_version
+from ptc_sync.semver import newest_matching, newest_named, parse_range, parse_version
 from ptc_sync.work import DiscoverySpec, WorkItem, WorkKind
 
 TAGS = [
@@ -35,6 +35,12 @@ TAGS = [
 )
 def test_ranges(rng: str, expected: list[str]) -> None:
     assert newest_matching(TAGS, rng) == expected
+
+
+def test_regex_discovery_orders_versions_numerically_then_by_name() -> None:
+    tags = ["v9", "v10", "v9.1", "latest", "nightly-20260102", "nightly-20260103"]
+    assert newest_named(tags, r"v\d+(\.\d+)?") == ["v10", "v9.1", "v9"]
+    assert newest_named(tags, r"nightly-\d{8}") == ["nightly-20260103", "nightly-20260102"]
 
 
 def test_versions() -> None:

@@ -7,7 +7,6 @@ records the last result publishes the summary exactly once) and sends the items.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from ptc_sync.ecr import match_rule
 from ptc_sync.models import RunReport, TagResult
 from ptc_sync.queue import WorkQueue
 from ptc_sync.registry import RegistryError
-from ptc_sync.semver import newest_matching
+from ptc_sync.semver import newest_matching, newest_named
 from ptc_sync.settings import parse_image
 from ptc_sync.state import StateStore
 from ptc_sync.sync import SyncEngine
@@ -167,8 +166,7 @@ class Planner:
         if spec.semver:
             candidates = newest_matching(upstream_tags, spec.semver)
         else:
-            pattern = re.compile(spec.pattern or "")
-            candidates = sorted((t for t in upstream_tags if pattern.fullmatch(t)), reverse=True)
+            candidates = newest_named(upstream_tags, spec.pattern or "")
         # the newest max_new matching tags, those not cached yet: never older ones in their place
         return [t for t in candidates[: spec.max_new] if (spec.repository, t) not in cached]
 

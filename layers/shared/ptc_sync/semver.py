@@ -72,3 +72,11 @@ def newest_matching(tags: list[str], text: str) -> list[str]:
     match = parse_range(text)
     versions = [(v, tag) for tag in tags if (v := parse_version(tag)) is not None and match(v)]
     return [tag for _, tag in sorted(versions, reverse=True)]
+
+
+def newest_named(tags: list[str], pattern: str) -> list[str]:
+    """Tags matching the regex ``pattern`` in full, newest first: by version where the tag is one
+    (``v10`` before ``v9``), then by name (``nightly-20260103`` before ``nightly-20260102``)."""
+    compiled = re.compile(pattern)
+    matching = [t for t in tags if compiled.fullmatch(t)]
+    return sorted(matching, key=lambda t: (parse_version(t) or (-1, -1, -1), t), reverse=True)
