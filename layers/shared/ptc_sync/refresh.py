@@ -37,7 +37,7 @@ DEFINITE_IMPORT_FAILURES: Final = frozenset(
     {"AccessDeniedException", "RepositoryNotFoundException", "UpstreamAccessDenied", "UnsupportedImageType"}
 )
 UNKNOWN_PLATFORM: Final = "unknown/unknown"  # buildx attestation manifests inside an index
-RESTORE_ATTEMPTS: Final = 4  # PutImage of the old manifest during a rollback, with backoff between
+RESTORE_ATTEMPTS: Final = 4  # PutImage of the old manifest during a rollback, a poll interval apart
 
 
 class Step(StrEnum):
@@ -335,8 +335,8 @@ class Refresher:
         if not restored:
             restore_error = ""
             for attempt in range(RESTORE_ATTEMPTS):  # a throttled PutImage must not leave the tag absent
-                if attempt:
-                    self.sleep(self.poll_interval * 2**attempt)
+                if attempt:  # flat: the time a run keeps in hand after the verify bound is short
+                    self.sleep(self.poll_interval)
                 try:
                     self.ecr.put_manifest(repo, tag, old)
                 except EcrError as exc:
