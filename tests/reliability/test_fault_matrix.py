@@ -343,6 +343,18 @@ def time_runs_out_mid_batch(c: Ctx) -> None:
     c.checker.faults.fail("ecr", "PutImage", "Unused", when=slow_backup)
 
 
+def idempotency_fails_once(c: Ctx) -> None:
+    """Each tag its own work item; the first idempotency put of the batch is throttled."""
+    c.settings["tags_per_message"] = 1
+    c.checker.faults.fail(
+        "dynamodb",
+        "PutItem",
+        "ProvisionedThroughputExceededException",
+        when=leading("IDEMPOTENCY")(c),
+        times=1,
+    )
+
+
 # -- the steps and their faults ------------------------------------------------------------------------
 
 
@@ -432,20 +444,7 @@ STEPS: dict[str, Fault] = {
     ),
     # one record of a batch fails (the other succeeds): its retry must say why, too
     "state/checker-idempotency-one-record": Fault(
-        lambda c: (
-            (
-                c.settings.__setitem__("tags_per_message", 1),
-                c.checker.faults.fail(
-                    "dynamodb",
-                    "PutItem",
-                    "ProvisionedThroughputExceededException",
-                    when=leading("IDEMPOTENCY")(c),
-                    times=1,
-                ),
-            )
-            and None
-        ),
-        ("ProvisionedThroughputExceededException",),
+        idempotency_fails_once, ("ProvisionedThroughputExceededException",)
     ),
     "state/checker-tag-states": aws("dynamodb", "BatchGetItem", "ProvisionedThroughputExceededException"),
     "state/checker-record-tag": aws("dynamodb", "UpdateItem", "ThrottlingException", when=leading("TAG#")),
