@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 import boto3
-import pytest
 
 from ptc_sync import wiring
 from ptc_sync.models import Outcome, TagResult
@@ -220,12 +219,6 @@ def test_checkers_share_the_upstream_pull_budget(box: Sandbox, stack: Stack, uni
     assert (budget.limit, budget.remaining, budget.window_seconds) == (100, 10, 21600), "the reserve is kept"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,  # the last line: no report to unpack
-    reason="state.DynamoStateStore._write_results stores no FRESH result, so a recovery the state "
-    "decided to alert (alertedOutcome=fresh) never reaches the run's summary: nothing is published",
-)
 def test_a_failure_that_recovers_without_a_refresh_is_told(
     box: Sandbox, stack: Stack, unique_repo: str
 ) -> None:
@@ -246,3 +239,5 @@ def test_a_failure_that_recovers_without_a_refresh_is_told(
     assert tracked.alerted_outcome is Outcome.FRESH, "the state decided to tell the recovery"
     (recovery,) = reports(box)
     assert run_id_of(recovery) == recovered["run_id"]
+    assert "1 tag recovered" in recovery["content"]["title"]
+    assert f"`{name}:lts`" in recovery["content"]["description"].split("*Recovered*", 1)[1]

@@ -20,6 +20,7 @@ from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes
 from ptc_sync.models import Outcome, RunReport, TagResult
 from ptc_sync.notify import Notifier, NotifyError
 from ptc_sync.refresh import Refresher
+from ptc_sync.report import RECOVERED
 from ptc_sync.state import StateError, StateStore, TagState, in_cooldown
 from ptc_sync.sync import SyncEngine, Target
 from ptc_sync.work import WorkItem, WorkKind
@@ -194,9 +195,10 @@ class Checker:
         update = self.state.record_tag(result, now)
         news = update.alert or result.outcome is Outcome.REFRESHED or _changed(update.previous, result)
         stale_since = update.current.stale_since or result.stale_since
-        return dataclasses.replace(
-            result, stale_since=stale_since, details={**result.details, NOTIFY: "true" if news else "false"}
-        )
+        details = {**result.details, NOTIFY: "true" if news else "false"}
+        if update.alert and result.outcome is Outcome.FRESH:
+            details[RECOVERED] = "true"  # the alerted failure ended: tell it
+        return dataclasses.replace(result, stale_since=stale_since, details=details)
 
     def summarise(self, run_id: str, *, dry_run: bool) -> str | None:
         """The run is complete: log, measure and publish it once (the caller won the race)."""

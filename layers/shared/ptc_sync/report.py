@@ -128,6 +128,14 @@ class _Phrase:
     counts_tags: bool = True  # reads as "N tags <text>"
 
 
+RECOVERED: Final = "recovered"  # TagResult.details key: "true" on a fresh tag whose failure ended
+
+
+def is_recovery(result: TagResult) -> bool:
+    """A fresh result that ends a failure the run state alerted on (worth telling, unlike fresh)."""
+    return result.outcome is Outcome.FRESH and result.details.get(RECOVERED) == "true"
+
+
 def _phrases(report: RunReport) -> list[_Phrase]:
     stale_text = "would be refreshed" if report.dry_run else "stale"
     candidates = [
@@ -138,6 +146,7 @@ def _phrases(report: RunReport) -> list[_Phrase]:
         _Phrase(report.count(Outcome.UPSTREAM_MISSING), "missing upstream"),
         _Phrase(report.count(Outcome.RATE_LIMITED), "rate-limited"),
         _Phrase(report.count(Outcome.IMMUTABLE), "immutable"),
+        _Phrase(sum(1 for r in report.results if is_recovery(r)), "recovered"),
         _Phrase(len(report.errors), "run error", counts_tags=False),
     ]
     return [phrase for phrase in candidates if phrase.count]
@@ -257,6 +266,9 @@ def description(report: RunReport, *, max_lines_per_section: int = MAX_LINES_PER
         results = [result for result in report.results if result.outcome is section.outcome]
         if results:
             blocks.append(_section_block(section.heading, map(tag_line, results), max_lines_per_section))
+    recovered = [result for result in report.results if is_recovery(result)]
+    if recovered:
+        blocks.append(_section_block("Recovered", map(tag_line, recovered), max_lines_per_section))
     budget_lines = _rate_limit_lines(report)
     if budget_lines:
         blocks.append(_section_block("Upstream pull budget", budget_lines, max_lines_per_section))

@@ -389,6 +389,11 @@ def _tag_state_values(state: TagState) -> dict[str, AttributeValueTypeDef | None
     }
 
 
+def _stored(result: TagResult) -> bool:
+    """Fresh results are only counted, unless they tell of a recovery (``details.recovered``)."""
+    return result.outcome is not Outcome.FRESH or result.details.get("recovered") == "true"
+
+
 def _result_item(run_id: str, result: TagResult, recorded_at: datetime, expires_at: int) -> Item:
     item: Item = {
         **_result_key(run_id, result),
@@ -832,9 +837,10 @@ class DynamoStateStore:
         return self._summarise_if_done(run_id, item)
 
     def _write_results(self, run_id: str, results: Sequence[TagResult], recorded_at: datetime) -> None:
-        """Put every result but the fresh ones (a report names no fresh tag; counters carry them)."""
+        """Put every result but the plain fresh ones (a report names no fresh tag but a recovered
+        one; counters carry the rest)."""
         expires = _epoch(recorded_at + self.ttl)
-        by_tag = {(r.repository, r.tag): r for r in results if r.outcome is not Outcome.FRESH}
+        by_tag = {(r.repository, r.tag): r for r in results if _stored(r)}
         items = [_result_item(run_id, r, recorded_at, expires) for r in by_tag.values()]
         for start in range(0, len(items), _BATCH_WRITE):
             pending: Any = [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH_WRITE]]
@@ -891,9 +897,11 @@ class DynamoStateStore:
         ]
         progress = self.run_progress(run_id)
         if progress is not None:
+            stored_fresh = Counter(r.rule_prefix for r in results if r.outcome is Outcome.FRESH)
             for (rule, outcome), count in sorted(progress.counts.items()):
                 if outcome is Outcome.FRESH:
-                    results.extend(TagResult("", "", rule, Outcome.FRESH) for _ in range(count))
+                    unnamed = count - stored_fresh[rule]
+                    results.extend(TagResult("", "", rule, Outcome.FRESH) for _ in range(unnamed))
         return results
 
     # -- history -------------------------------------------------------------------------------------
