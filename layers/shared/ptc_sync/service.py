@@ -123,7 +123,7 @@ def plan_scheduled_run(raw_event: object) -> dict[str, Any]:
     return _send(app, planner, plan, dry_run=dry)
 
 
-def handle_request_event(raw_event: object) -> dict[str, Any]:
+def handle_request_event(raw_event: object, context: LambdaContext | None = None) -> dict[str, Any]:
     """ECR ``Pull Through Cache Action`` events and on-demand ``Sync Request`` events → a run."""
     if not isinstance(raw_event, Mapping):
         return reject_non_object(raw_event)
@@ -144,11 +144,15 @@ def handle_request_event(raw_event: object) -> dict[str, Any]:
     def enqueue(event: dict[str, Any]) -> dict[str, Any]:
         return _send(app, planner, plan, dry_run=dry)
 
-    # a redelivered event (same id) queues nothing twice
+    # a redelivered event (same id) queues nothing twice; with the Lambda context, an invocation
+    # that timed out leaves an in-progress record that expires with it, not after an hour
+    config = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=3600)
+    if context is not None:
+        config.register_lambda_context(context)
     once = idempotent_function(
         data_keyword_argument="event",
         persistence_store=app.idempotency(),
-        config=IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=3600),
+        config=config,
     )(enqueue)
     return dict(once(event={"id": event.id, "source": event.source}))
 
