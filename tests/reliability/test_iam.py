@@ -64,14 +64,8 @@ FALLBACK_ONLY = {
         "it with ReturnValuesOnConditionCheckFailure, so only a fallback); confined to pk IDEMPOTENCY"
     ),
 }
-# Used, and deliberately not granted by the template as shipped.
-NOT_GRANTED = {
-    "sts:AssumeRole": (
-        "only for an ECR-to-ECR rule with customRoleArn, to read the upstream registry as that role; the "
-        "role is unknown at deploy time, so a stack with such rules must grant it (and the role must "
-        "trust the checker's and planner's roles)"
-    ),
-}
+# Used, and deliberately not granted by the template as shipped (none since UpstreamRoleArns).
+NOT_GRANTED: dict[str, str] = {}
 # Actions that have no resource-level permissions: Resource "*" is the only way to grant them.
 NO_RESOURCE_LEVEL = {
     "ecr:GetAuthorizationToken": "registry-wide token; IAM documents no resource type for it",
@@ -401,7 +395,13 @@ def as_list(value: Any) -> tuple[str, ...]:
 def granted(function_id: str, chat_arn: str) -> list[Statement]:
     template = load_template()
     evaluator = Evaluator(
-        template, {"PrewarmParameterName": PREWARM_PARAMETER, "ChatWebhookSecretArn": chat_arn}
+        template,
+        {
+            "PrewarmParameterName": PREWARM_PARAMETER,
+            "ChatWebhookSecretArn": chat_arn,
+            # sts:AssumeRole is granted for exactly the roles ECR-to-ECR rules name
+            "UpstreamRoleArns": UPSTREAM_ROLE,
+        },
     )
     topic = evaluator.value({"Ref": "ReportTopic"})
     statements = []

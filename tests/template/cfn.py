@@ -111,6 +111,9 @@ class Evaluator:
                 return self.value(then if self.condition(name) else other)
             if fn == "Fn::Sub":
                 return self._sub(arg)
+            if fn == "Fn::Join":
+                separator, items = arg
+                return separator.join(str(v) for v in self.value(items))
             if fn == "Fn::GetAtt":
                 logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
                 if not self.created(logical_id):
@@ -126,6 +129,9 @@ class Evaluator:
         if name in PSEUDO:
             return PSEUDO[name]
         if name in self.params:
+            declared = self.template["Parameters"].get(name, {})
+            if declared.get("Type") == "CommaDelimitedList":
+                return [part.strip() for part in str(self.params[name]).split(",")]
             return self.params[name]
         resource = self.template["Resources"][name]
         if not self.created(name):
