@@ -8,7 +8,6 @@ account can set that override: it is a Python argument only.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
 from ptc_sync.checker import Checker
+from ptc_sync.container import PerContainer
 from ptc_sync.credentials import (
     EcrAuthorizationCredentials,
     RuleCredentialProvider,
@@ -134,21 +134,6 @@ def build_app(
     )
 
 
-_lock = threading.Lock()
-_app: App | None = None
-
-
-def get_app() -> App:
-    """The container's App, built (and its settings validated) on first use."""
-    global _app  # noqa: PLW0603 - one App per Lambda container is the point
-    with _lock:
-        if _app is None:
-            _app = build_app(load_settings(os.environ))
-        return _app
-
-
-def set_app(app: App | None) -> None:
-    """Install a prebuilt App (tests and the local demo), or clear the cache with None."""
-    global _app  # noqa: PLW0603
-    with _lock:
-        _app = app
+_app = PerContainer(lambda: build_app(load_settings(os.environ)))
+get_app = _app.get
+set_app = _app.set

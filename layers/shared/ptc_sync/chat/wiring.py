@@ -8,7 +8,6 @@ The override is a Python argument only: nothing in an event or the secret can se
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -19,6 +18,7 @@ from ptc_sync.chat.notifier import ChatNotifier
 from ptc_sync.chat.poster import RetryPolicy, WebhookPoster
 from ptc_sync.chat.settings import ChatSettings, load_chat_settings
 from ptc_sync.chat.webhooks import WebhookSecret
+from ptc_sync.container import PerContainer
 
 # Its own config rather than the sync's wiring: importing that would load the whole sync at cold start.
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
@@ -48,21 +48,6 @@ def build_notifier(
     return ChatNotifier(secret, poster, dashboard_url=settings.dashboard_url)
 
 
-_lock = threading.Lock()
-_notifier: ChatNotifier | None = None
-
-
-def get_notifier() -> ChatNotifier:
-    """The container's notifier, built (and its settings validated) on first use."""
-    global _notifier  # noqa: PLW0603 - one notifier per Lambda container is the point
-    with _lock:
-        if _notifier is None:
-            _notifier = build_notifier(load_chat_settings(os.environ))
-        return _notifier
-
-
-def set_notifier(notifier: ChatNotifier | None) -> None:
-    """Install a prebuilt notifier (tests), or clear the cache with None."""
-    global _notifier  # noqa: PLW0603
-    with _lock:
-        _notifier = notifier
+_notifier = PerContainer(lambda: build_notifier(load_chat_settings(os.environ)))
+get_notifier = _notifier.get
+set_notifier = _notifier.set
