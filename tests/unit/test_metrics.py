@@ -288,3 +288,15 @@ def test_log_level_follows_the_outcome(outcome: Outcome, level: str) -> None:
     assert line["level"] == level
     assert line["outcome"] == outcome.value
     assert "stale_for_seconds" not in line
+
+
+def test_results_under_no_rule_get_their_own_rule_dimension(capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty RulePrefix would be dropped by EMF, turning the blob into a second set of totals."""
+    now = datetime.now(UTC)
+    orphan = TagResult("gone/repo", "1", "", Outcome.SKIPPED, reason="not under any pull-through cache rule")
+    emit_run_metrics(RunReport("r", now, now, False, (orphan,)), namespace="PtcSync", service="ptc-sync")
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    dimension_sets = [tuple(b["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) for b in blobs]
+    assert dimension_sets.count(("service",)) == 1, "exactly one blob of run totals"
+    (per_rule,) = [b for b in blobs if "RulePrefix" in b]
+    assert per_rule["RulePrefix"] == "(no rule)"

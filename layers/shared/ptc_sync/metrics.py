@@ -24,6 +24,7 @@ from ptc_sync.models import Outcome, RunReport, TagResult
 DEFAULT_NAMESPACE: Final = "PtcSync"
 RULE_DIMENSION: Final = "RulePrefix"
 HOST_DIMENSION: Final = "UpstreamHost"
+NO_RULE: Final = "(no rule)"
 
 # A tag counts as stale when its cached digest differed from upstream during the run.
 STALE_OUTCOMES: Final = frozenset(
@@ -84,7 +85,10 @@ def emit_run_metrics(
 
     for prefix in sorted({result.rule_prefix for result in report.results}):
         in_rule = (result for result in report.results if result.rule_prefix == prefix)
-        _flush(report, namespace, service, tag_counts(in_rule, report.finished_at), {RULE_DIMENSION: prefix})
+        # a tag under no rule (its repository left the rules' scope) still needs a dimension value:
+        # an empty one is dropped by EMF, and the blob would count again as run totals
+        label = prefix or NO_RULE
+        _flush(report, namespace, service, tag_counts(in_rule, report.finished_at), {RULE_DIMENSION: label})
 
     for status in sorted(report.rate_limits, key=lambda status: status.host):
         if status.remaining is not None:
