@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -97,10 +97,10 @@ def _send(app: App, planner: Planner, plan: Plan, *, dry_run: bool) -> dict[str,
     if plan.errors:
         logger.warning("planning problems", extra={"run_id": plan.run_id, "errors": plan.errors})
         _report_problems(app, plan.run_id, plan.errors, dry_run=dry_run)
-    with single_metric(
-        name="TagsQueued", unit=MetricUnit.Count, value=plan.expected, namespace=app.metrics_namespace
-    ) as m:
-        m.add_metric(name="WorkItemsQueued", unit=MetricUnit.Count, value=len(plan.items))
+    planned = EphemeralMetrics(namespace=app.metrics_namespace)
+    planned.add_metric(name="TagsQueued", unit=MetricUnit.Count, value=plan.expected)
+    planned.add_metric(name="WorkItemsQueued", unit=MetricUnit.Count, value=len(plan.items))
+    planned.flush_metrics()
     logger.info("run planned", extra={k: v for k, v in summary.items() if k != "errors"})
     return summary
 

@@ -1,0 +1,29 @@
+"""The planner's own EMF blob: how much work one schedule queued."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ptc_sync import wiring
+from testbed.lambdas import Stack
+from testbed.sandbox import Sandbox
+
+
+def test_planner_reports_tags_and_work_items_queued(
+    box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for tag in ("a", "b", "c"):
+        box.pusher.push_image(unique_repo, tag, layers=1)
+        box.cache(f"ecr-public/{unique_repo}", tag)
+    wiring.set_app(box.build_app(tags_per_message=2))
+    capsys.readouterr()
+    planned = stack.schedule({"source": "ptc-sync.schedule"})
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "TagsQueued" in line]
+    (blob,) = blobs
+    names = [m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert names == ["TagsQueued", "WorkItemsQueued"]
+    assert blob["TagsQueued"] == [float(planned["tags"])]
+    assert blob["WorkItemsQueued"] == [float(planned["messages"])]
+    assert planned["messages"] >= 2, "three tags at two per message"
