@@ -21,6 +21,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Final, NoReturn
 from urllib.parse import urlencode, urlsplit
@@ -537,17 +538,18 @@ class RegistryClient:
         scope = pull_scope(ref.repository)
         auth, token = self._authorization(ref, (scope,))
         reauthenticated = False
+        send = partial(
+            self._follow,
+            method,
+            url,
+            accept=accept,
+            ref=ref,
+            reference=reference,
+            category=category,
+            max_body=limit,
+        )
         while True:
-            resp = self._follow(
-                method,
-                url,
-                accept=accept,
-                auth=auth,
-                ref=ref,
-                reference=reference,
-                category=category,
-                max_body=limit,
-            )
+            resp = send(auth=auth)
             if resp.status != 401 or not same_origin(resp.url, url):
                 break
             challenge = self._challenge(resp, ref, reference)
@@ -576,16 +578,7 @@ class RegistryClient:
                 # a valid token for several repositories lacked this one (an expired token says
                 # invalid_token): if a single-repository token works, the realm does not honour
                 # several scopes; stop asking it for them
-                resp = self._follow(
-                    method,
-                    url,
-                    accept=accept,
-                    auth=auth,
-                    ref=ref,
-                    reference=reference,
-                    category=category,
-                    max_body=limit,
-                )
+                resp = send(auth=auth)
                 if resp.status != 401:
                     logger.info(
                         "%s refused a several-scope token: one token per repository from now", ref.host
