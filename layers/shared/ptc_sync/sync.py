@@ -6,6 +6,7 @@ taken from the account's pull-through cache rules (``upstream.upstream_for``).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import threading
 import time
@@ -33,6 +34,7 @@ from ptc_sync.models import (
 )
 from ptc_sync.refresh import Refresher, StepFailedError, backup_source, is_backup_tag, pull_cost
 from ptc_sync.registry.errors import NotFoundError, RateLimitedError, RegistryError
+from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.settings import SyncSettings
 from ptc_sync.upstream import upstream_for
 
@@ -104,20 +106,19 @@ class LocalBudget:
     def __init__(self, engine: SyncEngine) -> None:
         self._registry = engine.registry
         self._reserve = engine.settings.rate_limit_reserve
-        self._left: dict[str, int | None] = {}
+        self._status: dict[str, RateLimitStatus | None] = {}
         self._lock = threading.Lock()
 
     def try_spend(self, host: str, pulls: int) -> str:
         with self._lock:
-            if host not in self._left:
-                status = self._registry.rate_limit(host)
-                self._left[host] = status.remaining if status and status.remaining is not None else None
-            left = self._left[host]
-            if left is None:
-                return ""
-            if left - pulls < self._reserve:
+            if host not in self._status:
+                self._status[host] = self._registry.rate_limit(host)
+            status = self._status[host]
+            if not within_budget(status, pulls, reserve=self._reserve):
+                left = status.remaining if status else None
                 return f"{host}: {left} pulls left, reserve {self._reserve}, refresh costs {pulls}"
-            self._left[host] = left - pulls
+            if status is not None and status.remaining is not None:
+                self._status[host] = dataclasses.replace(status, remaining=status.remaining - pulls)
             return ""
 
 
