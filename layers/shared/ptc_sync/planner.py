@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ptc_sync.ecr import match_rule
-from ptc_sync.models import RunReport, TagResult
+from ptc_sync.models import TagResult
 from ptc_sync.queue import WorkQueue
 from ptc_sync.registry import RegistryError
 from ptc_sync.semver import newest_matching, newest_named
@@ -175,24 +175,3 @@ class Planner:
         if plan.expected:
             self.state.start_run(plan.run_id, plan.expected, self.engine.now())
         return self.queue.send(plan.items)
-
-
-def plan_report(plan: Plan, engine: SyncEngine, started: datetime, *, dry_run: bool) -> RunReport:
-    """The planner's own report: problems found while planning (and what was filtered out)."""
-    return RunReport(
-        run_id=plan.run_id,
-        started_at=started,
-        finished_at=engine.now(),
-        dry_run=dry_run,
-        results=tuple(plan.skipped),
-        errors=tuple(plan.errors),
-        region=engine.settings.region,
-        account_id=engine.settings.account_id,
-    )
-
-
-def count_outcomes(results: Iterable[TagResult]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-    return counts
