@@ -65,10 +65,7 @@ def invoke(box: Sandbox, stack: Stack) -> tuple[dict[str, Any], list[dict[str, A
                 h.setStream(stream)
     state, _queue = app.fanout()
     progress = state.run_progress(planned["run_id"])
-    counts: dict[str, int] = {}
-    for (_rule, outcome), n in (progress.counts if progress else {}).items():
-        counts[outcome.value] = counts.get(outcome.value, 0) + n
-    planned["counts"] = dict(sorted(counts.items()))
+    planned["counts"] = progress.totals() if progress else {}
     planned["batches"] = delivery.invocations
     lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
     emf = [line for line in lines if "_aws" in line and "TagsChecked" in line]

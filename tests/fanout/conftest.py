@@ -83,11 +83,7 @@ def schedule(stack: Stack) -> tuple[dict[str, Any], Delivery]:
 def outcome_counts(app: wiring.App, run_id: str) -> dict[str, int]:
     progress = state_of(app).run_progress(run_id)
     assert progress is not None, f"run {run_id} was never started"
-    counts: dict[str, int] = {}
-    for (_rule, outcome), n in progress.counts.items():
-        if n:
-            counts[outcome.value] = counts.get(outcome.value, 0) + n
-    return counts
+    return progress.totals()
 
 
 def reports(box: Sandbox) -> list[dict[str, Any]]:

@@ -63,9 +63,7 @@ def run_stack(
         progress = state.run_progress(planned["run_id"])
         assert progress is not None
         assert progress.summarised, "the run's last batch summarised it"
-        for (_rule, outcome), n in progress.counts.items():
-            if n:
-                counts[outcome.value] = counts.get(outcome.value, 0) + n
+        counts = progress.totals()
     return {**planned, "counts": counts, "delivery": delivery, "app": app}
 
 

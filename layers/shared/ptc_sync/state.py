@@ -224,6 +224,11 @@ class RunProgress:
     def count(self, outcome: Outcome) -> int:
         return sum(n for (_, o), n in self.counts.items() if o is outcome)
 
+    def totals(self) -> dict[str, int]:
+        """Outcome value → tags, over every rule (outcomes with none left out), sorted by outcome."""
+        found = {outcome.value: self.count(outcome) for _, outcome in self.counts}
+        return {name: n for name, n in sorted(found.items()) if n}
+
 
 @dataclass(frozen=True, slots=True)
 class Change:
