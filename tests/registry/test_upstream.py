@@ -87,21 +87,42 @@ def test_docker_hub_url_aliases_map_to_the_registry_api_host() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ecr_prefix", "upstream_prefix", "cached", "upstream"),
-    [  # the table in the ECR user guide (pull-through-cache-private-wildcards)
-        ("ecr-public", None, "ecr-public/my-app/image1", "my-app/image1"),
-        ("ecr-public", "ROOT", "ecr-public/my-app/image2", "my-app/image2"),
-        ("ROOT", "ROOT", "my-app/image1", "my-app/image1"),
-        ("team-a", "team-a", "team-a/myapp/image1", "team-a/myapp/image1"),
-        ("my-app", "upstream-app", "my-app/image1", "upstream-app/image1"),
+    ("kind", "url", "prefixes", "cached", "upstream"),
+    [
+        # the table in the ECR user guide (pull-through-cache-private-wildcards)
+        (UpstreamKind.ECR, ECR_UPSTREAM, ("ecr-public", None), "ecr-public/my-app/image1", "my-app/image1"),
+        (UpstreamKind.ECR, ECR_UPSTREAM, ("ecr-public", "ROOT"), "ecr-public/my-app/image2", "my-app/image2"),
+        (UpstreamKind.ECR, ECR_UPSTREAM, ("ROOT", "ROOT"), "my-app/image1", "my-app/image1"),
+        (UpstreamKind.ECR, ECR_UPSTREAM, ("team-a", "team-a"), "team-a/myapp/image1", "team-a/myapp/image1"),
+        (UpstreamKind.ECR, ECR_UPSTREAM, ("my-app", "upstream-app"), "my-app/image1", "upstream-app/image1"),
+        # Chainguard rules scope a cache prefix to one organisation (Chainguard's ECR guide)
+        (UpstreamKind.CHAINGUARD, "cgr.dev", ("cgr", "my-org.com"), "cgr/python", "my-org.com/python"),
+        (UpstreamKind.CHAINGUARD, "cgr.dev", ("cgr", "my-org.com/"), "cgr/go/tools", "my-org.com/go/tools"),
+        (UpstreamKind.CHAINGUARD, "cgr.dev", ("cgr", None), "cgr/chainguard/static", "chainguard/static"),
+        # any other kind that carries one is mapped the same way
+        (UpstreamKind.QUAY, "quay.io", ("q", "prometheus"), "q/node-exporter", "prometheus/node-exporter"),
+        (UpstreamKind.DOCKER_HUB, "registry-1.docker.io", ("hub", "library"), "hub/alpine", "library/alpine"),
+        (UpstreamKind.GITHUB, "ghcr.io", ("gh/team", "org"), "gh/team/tool", "org/tool"),
     ],
 )
-def test_ecr_to_ecr_upstream_repository_prefix(
-    ecr_prefix: str, upstream_prefix: str | None, cached: str, upstream: str
+def test_upstream_repository_prefix_replaces_the_cache_prefix_for_every_kind(
+    kind: UpstreamKind, url: str, prefixes: tuple[str, str | None], cached: str, upstream: str
 ) -> None:
-    r = rule(ecr_prefix, UpstreamKind.ECR, ECR_UPSTREAM, upstream_repository_prefix=upstream_prefix)
+    ecr_prefix, upstream_prefix = prefixes  # ecrRepositoryPrefix, upstreamRepositoryPrefix
+    r = rule(ecr_prefix, kind, url, upstream_repository_prefix=upstream_prefix)
     ref = upstream_for(r, cached)
-    assert (ref.host, ref.repository) == (ECR_UPSTREAM, upstream)
+    assert (ref.host, ref.repository, ref.rule_prefix) == (upstream_host(r), upstream, ecr_prefix)
+
+
+@pytest.mark.parametrize(
+    ("kind", "url"),
+    [(UpstreamKind.ECR, ECR_UPSTREAM), (UpstreamKind.CHAINGUARD, "cgr.dev"), (UpstreamKind.QUAY, "quay.io")],
+)
+def test_upstream_repository_prefix_needs_a_non_root_cache_prefix(kind: UpstreamKind, url: str) -> None:
+    # pull-through-cache-private-wildcards: "only when the Amazon ECR repository prefix has a non-ROOT value"
+    r = rule("ROOT", kind, url, upstream_repository_prefix="team")
+    with pytest.raises(UpstreamMappingError, match="needs a non-ROOT ecrRepositoryPrefix"):
+        upstream_for(r, "team/app")
 
 
 def test_repository_not_under_rule_is_a_clear_error() -> None:

@@ -7,8 +7,10 @@ Mapping (ECR user guide, pull-through-cache and pull-through-cache-private-wildc
 - cached ``<prefix>/<path>`` → upstream ``<path>``; a ``ROOT`` rule covers every repository that no
   other rule covers, and maps ``<path>`` → ``<path>``.
 - Docker Hub official images are cached as ``<prefix>/library/<name>`` (upstream ``library/<name>``).
-- ECR-to-ECR rules may set ``upstreamRepositoryPrefix``: the cache prefix is replaced by it
-  (``my-app/image1`` → ``upstream-app/image1``); ``ROOT`` (the default) means no upstream prefix.
+- A rule of any kind may carry ``upstreamRepositoryPrefix`` (ECR-to-ECR rules, and Chainguard rules
+  scoped to one organisation): the cache prefix is replaced by it (``my-app/image1`` →
+  ``upstream-app/image1``); ``ROOT`` (the default) means no upstream prefix. A non-ROOT upstream
+  prefix is valid only under a non-ROOT cache prefix.
 """
 
 from __future__ import annotations
@@ -97,10 +99,22 @@ def parse_ecr_host(host: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+def _upstream_prefix(rule: PullThroughCacheRule) -> str | None:
+    """The rule's ``upstreamRepositoryPrefix`` without a trailing ``/``; None when it is absent or ROOT."""
+    raw = (rule.upstream_repository_prefix or "").strip().rstrip("/")
+    return None if raw in ("", ROOT) else raw
+
+
 def upstream_for(rule: PullThroughCacheRule, repository: str) -> UpstreamRef:
     """Where the cached ``repository`` (created by ``rule``) comes from."""
     prefix = _prefix(rule)
+    upstream_prefix = _upstream_prefix(rule)
     if prefix == ROOT:
+        if upstream_prefix is not None:
+            raise UpstreamMappingError(
+                f"rule {prefix!r}: upstreamRepositoryPrefix {upstream_prefix[:120]!r} needs a "
+                "non-ROOT ecrRepositoryPrefix"
+            )
         path = repository
     elif repository.startswith(prefix + "/") and len(repository) > len(prefix) + 1:
         path = repository[len(prefix) + 1 :]
@@ -108,15 +122,13 @@ def upstream_for(rule: PullThroughCacheRule, repository: str) -> UpstreamRef:
         raise UpstreamMappingError(f"repository {repository!r} is not under rule prefix {prefix + '/'!r}")
     host = upstream_host(rule)
     kind = rule.upstream_registry
+    if upstream_prefix is not None:
+        path = f"{upstream_prefix}/{path}"
     if kind is UpstreamKind.DOCKER_HUB and "/" not in path:
         raise UpstreamMappingError(
             f"repository {repository!r}: Docker Hub official images are cached as "
             f"{prefix + '/' if prefix != ROOT else ''}library/{path}"
         )
-    if kind is UpstreamKind.ECR:
-        upstream_prefix = (rule.upstream_repository_prefix or ROOT).strip().rstrip("/")
-        if upstream_prefix != ROOT:
-            path = f"{upstream_prefix}/{path}"
     if len(path) > 255 or not REPOSITORY_RE.fullmatch(path):
         raise UpstreamMappingError(
             f"repository {repository!r}: {path!r} is not a valid upstream repository name"
