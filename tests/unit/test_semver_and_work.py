@@ -1,58 +1,11 @@
-"""New-tag discovery's semver ranges and the work item model's validation."""
+"""The work item model's validation (semver ranges themselves: test_semver.py)."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from ptc_sync.semver import newest_matching, newest_named, parse_range, parse_version
 from ptc_sync.work import DiscoverySpec, WorkItem, WorkKind
-
-TAGS = [
-    "3.12.7",
-    "3.13.0",
-    "3.13.1-slim",
-    "v3.13.2",
-    "3.14.0rc1",
-    "latest",
-    "3.13",
-    "4.0.0",
-    "0.2.3",
-    "0.2.9",
-]
-
-
-@pytest.mark.parametrize(
-    ("rng", "expected"),
-    [
-        (">=3.13.0 <3.14.0", ["v3.13.2", "3.13.1-slim", "3.13.0", "3.13"]),
-        ("^3.13", ["v3.13.2", "3.13.1-slim", "3.13.0", "3.13"]),  # 3.14.0rc1 is no version: left out
-        ("~3.13.1", ["v3.13.2", "3.13.1-slim"]),
-        ("3.12.x", ["3.12.7"]),
-        ("=4.0.0 || 3.12", ["4.0.0", "3.12.7"]),
-        ("^0.2.3", ["0.2.9", "0.2.3"]),
-    ],
-)
-def test_ranges(rng: str, expected: list[str]) -> None:
-    assert newest_matching(TAGS, rng) == expected
-
-
-def test_regex_discovery_orders_versions_numerically_then_by_name() -> None:
-    tags = ["v9", "v10", "v9.1", "latest", "nightly-20260102", "nightly-20260103"]
-    assert newest_named(tags, r"v\d+(\.\d+)?") == ["v10", "v9.1", "v9"]
-    assert newest_named(tags, r"nightly-\d{8}") == ["nightly-20260103", "nightly-20260102"]
-
-
-def test_versions() -> None:
-    assert parse_version("v1.2.3-alpine") == (1, 2, 3)
-    assert parse_version("20") == (20, 0, 0)
-    assert parse_version("latest") is None
-
-
-@pytest.mark.parametrize("bad", ["", ">=", "1.2.3.4", "=> 1", "a || b", "||"])
-def test_bad_ranges(bad: str) -> None:
-    with pytest.raises(ValueError, match="semver"):
-        parse_range(bad)
 
 
 def test_work_item_round_trip() -> None:
@@ -88,3 +41,19 @@ def test_discovery_spec_needs_exactly_one_matcher() -> None:
         DiscoverySpec(repository="a/b", pattern="x", semver="^1")
     with pytest.raises(ValidationError, match="regular expression"):
         DiscoverySpec(repository="a/b", pattern="(")
+
+
+def test_discovery_spec_takes_a_variant_and_prereleases_for_semver_only() -> None:
+    spec = DiscoverySpec.model_validate(
+        {"repository": "a/b", "semver": "^3.13", "variant": "slim", "include_prerelease": True}
+    )
+    assert (spec.variant, spec.include_prerelease) == ("slim", True)
+    assert DiscoverySpec(repository="a/b", semver="^3").variant is None
+    with pytest.raises(ValidationError, match="pre-release, not a variant"):
+        DiscoverySpec(repository="a/b", semver="^3", variant="rc1")
+    with pytest.raises(ValidationError, match="not an image variant"):
+        DiscoverySpec(repository="a/b", semver="^3", variant="-slim")
+    with pytest.raises(ValidationError, match="go with semver"):
+        DiscoverySpec(repository="a/b", pattern="3.*", variant="slim")
+    with pytest.raises(ValidationError, match="image variant, not a semver pre-release"):
+        DiscoverySpec(repository="a/b", semver=">=3.13.0-slim")

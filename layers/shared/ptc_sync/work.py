@@ -13,7 +13,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from ptc_sync.semver import parse_range
+from ptc_sync.semver import check_variant, parse_range
 
 # ECR's repository name pattern (CreateRepository) and the Docker tag grammar.
 REPOSITORY_RE: Final = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
@@ -33,7 +33,11 @@ class WorkKind(StrEnum):
 
 
 class DiscoverySpec(BaseModel):
-    """New-tag discovery for one cached repository: a regex or a semver range, bounded per run."""
+    """New-tag discovery for one cached repository: a regex or a semver range, bounded per run.
+
+    With ``semver``, ``variant`` picks the image flavour (``"slim"``: ``3.13.2-slim``; ``"*"``: every
+    flavour; unset: plain tags only) and ``include_prerelease`` admits pre-releases the range does not
+    name (see ptc_sync.semver)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,6 +45,8 @@ class DiscoverySpec(BaseModel):
     pattern: str | None = Field(default=None, max_length=200)
     semver: str | None = Field(default=None, max_length=200)
     max_new: int = Field(default=3, ge=1, le=50)
+    variant: str | None = Field(default=None, max_length=64)
+    include_prerelease: bool = False
 
     @field_validator("pattern")
     @classmethod
@@ -59,9 +65,16 @@ class DiscoverySpec(BaseModel):
             parse_range(value)  # raises ValueError with the reason
         return value
 
+    @field_validator("variant")
+    @classmethod
+    def _variant(cls, value: str | None) -> str | None:
+        return check_variant(value) if value is not None else None
+
     def model_post_init(self, __context: object) -> None:
         if (self.pattern is None) == (self.semver is None):
             raise ValueError(f"{self.repository}: give exactly one of pattern or semver")
+        if self.pattern is not None and (self.variant is not None or self.include_prerelease):
+            raise ValueError(f"{self.repository}: variant and include_prerelease go with semver, not pattern")
 
 
 class WorkItem(BaseModel):
