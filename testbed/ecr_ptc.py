@@ -12,34 +12,42 @@ distribution HTTP API (own small urllib3 client; Basic and Bearer challenges ans
 secret). ``upstreams`` maps real-looking hosts to loopback registries; nothing else is contacted (an
 unmapped host, token realm or redirect target is unreachable). It patches moto's ``ECRResponse``
 (moto dispatches actions by method name) and ``uninstall()`` restores the class exactly; one emulator
-at a time, one lock around every emulated call. Facts: shared/docs/ecr-facts.md. "Inferred" below
-means not documented by AWS and chosen here; tests/testbed/test_ecr_ptc_emulation.py checks each.
+at a time, one lock around every emulated call. Facts and their sources: docs/ecr-behaviour.md.
+"Inferred" below means not documented by AWS and chosen here; tests/testbed/test_ecr_ptc_emulation.py
+checks each.
 
-Rules. Create/Describe/Delete/Update/ValidatePullThroughCacheRule with the request and response
-fields of botocore's ECR model: prefix 2-30 characters of the model's pattern or ``ROOT``, the
+Rules. Create/Describe/Delete/Update/ValidatePullThroughCacheRule with the request and response fields
+of botocore's ECR model: prefix 2-30 characters of the model's pattern or ``ROOT``, the
 ``credentialArn`` pattern and length, the ``upstreamRegistry`` enum, ``createdAt``/``updatedAt``,
 describe pagination (maxResults 1-1000, nextToken), PullThroughCacheRuleAlreadyExists/NotFound,
-SecretNotFound (documented). Inferred: credentials required for docker-hub, github, azure, gitlab,
-chainguard and refused for the others; ``customRoleArn`` required for and ``upstreamRepositoryPrefix``
-only allowed for ``ecr`` (default ``ROOT``); the URL must be the enum's host (unknown URL:
-UnsupportedUpstreamRegistryException); the secret must be in the rule's account and region
-(UnableToAccessSecretException); model constraint violations raise ValidationException, semantic
-ones InvalidParameterException; at most 50 rules; a trailing ``/`` of a prefix is dropped; the
-longest matching prefix wins, ``ROOT`` last. Validate reports ``failure`` as "<code>: <reason>".
+SecretNotFound (documented). ``customRoleArn`` is for ``ecr`` upstreams and needed only when the
+upstream registry is in another account (documented: pull-through-cache-private; the role must be in the
+rule's account, botocore). ``upstreamRepositoryPrefix`` is accepted for every kind (the model does not
+restrict it; Chainguard's ECR guide uses it) and refused with a ROOT cache prefix unless it is ROOT
+itself (documented: pull-through-cache-private-wildcards); ``ecr`` rules report ``ROOT`` when it was not
+given. Inferred: credentials required for docker-hub, github, azure, gitlab, chainguard and refused for
+the others; ``customRoleArn`` refused for non-``ecr`` kinds; the URL must be the enum's host (unknown
+URL: UnsupportedUpstreamRegistryException); the secret must be in the rule's account and region
+(UnableToAccessSecretException); model constraint violations raise ValidationException, semantic ones
+InvalidParameterException; at most 50 rules; a trailing ``/`` of a prefix is dropped; the longest
+matching prefix wins, ``ROOT`` last. Validate reports ``failure`` as "<code>: <reason>".
 
-Pull (BatchGetImage). By tag in a repository under a rule: a tag absent from the cache is always
-fetched upstream; the exact manifest bytes are stored, so the digest is their sha256 (moto's synthetic
-digests never appear); an index brings every manifest it lists (by digest, untagged). Names map as
-prefix + "/" + upstream path (``ROOT``: the whole name; ``ecr`` rules put ``upstreamRepositoryPrefix``
-in front unless ROOT). The repository is created on the first import, MUTABLE and AES256 (repository
-creation templates are not emulated). By digest never reaches upstream: a digest never cached is
-ImageNotFound (#2837). acceptedMediaTypes defaults to the API reference's three (no index types).
-Inferred: an image of a type not accepted is failure ``UnsupportedImageType`` (not in the model's
-ImageFailureCode enum; real ECR's answer) and a fresh import of such a type stores nothing; upstream
-answers map to the enum (404 ImageNotFound, 401/403 UpstreamAccessDenied, 429 UpstreamTooManyRequests,
-else UpstreamUnavailable); ``docker-hub/alpine`` (no ``library/``) is ImageNotFound; an unusable secret
-raises UnableToGetUpstreamImageException; pulls set ``lastRecordedPullTime`` exactly (ECR: "at least
-once every 24 hours"). Schema 1 conversion is not emulated.
+Pull (BatchGetImage). By tag in a repository under a rule: a tag absent from the cache is always fetched
+upstream; the exact manifest bytes are stored, so the digest is their sha256 (moto's synthetic digests
+never appear); an index brings every manifest it lists (by digest, untagged). Names map as prefix + "/"
++ upstream path (``ROOT``: the whole name; a rule's ``upstreamRepositoryPrefix``, of any kind, replaces
+the cache prefix unless ROOT). The repository is created on the first import, MUTABLE and AES256
+(repository creation templates are not emulated). By digest never reaches upstream: a digest never
+cached is ImageNotFound (#2837). acceptedMediaTypes defaults to the API reference's three (no index
+types). Every failure code is one of botocore's ImageFailureCode enum, nothing else (``FAILURE_CODES``).
+Inferred: an image of a type not accepted is failure ImageNotFound (what real ECR answers is not public;
+the enum has no better value) and a fresh import of such a type stores nothing; upstream answers map to
+the enum (404 ImageNotFound, 401/403 UpstreamAccessDenied, 429 UpstreamTooManyRequests, else
+UpstreamUnavailable). Docker Hub official images asked for without ``library/`` (``docker-hub/alpine``)
+are UpstreamAccessDenied: Docker Hub answers 403 Forbidden, not "not found" (reported). An unusable
+secret raises UnableToGetUpstreamImageException; pulls set ``lastRecordedPullTime`` exactly (ECR: "at
+least once every 24 hours"), except a pull by a principal registered with
+RegisterPullTimeUpdateExclusion (below). Schema 1 conversion is not emulated.
 
 The 24-hour rule (documented). A cached tag is re-checked upstream only when pulled by tag more than
 24 h after its last check; within 24 h the cache is served even if upstream moved. When the re-check
@@ -49,16 +57,17 @@ is never moved. Inferred: the baseline is the last import or successful check, e
 of a tag counts as a check; a moved tag's old image stays, untagged. Every timestamp comes from ``clock``.
 
 PutImage, DescribeImages, BatchDeleteImage, GetDownloadUrlForLayer (moto's replaced or missing).
-PutImage stores sha256 of the exact bytes; imageDigest must match (ImageDigestDoesNotMatchException);
-an immutable tag raises ImageTagAlreadyExistsException; referenced blobs must exist
+PutImage stores sha256 of the exact bytes; imageDigest must match (ImageDigestDoesNotMatchException); an
+immutable tag raises ImageTagAlreadyExistsException; referenced blobs must exist
 (LayersNotFoundException) and an index's manifests (ReferencedImagesNotFoundException), unless
 ``strict_put_image_layers=False``; a blob referenced by any image of the repository counts as present
 (inferred, PTC layers arrive lazily). DescribeImages: imageIds, filter.tagStatus, maxResults/nextToken,
 imagePushedAt, lastRecordedPullTime, imageManifestMediaType, artifactMediaType (config type) and
-imageSizeInBytes (inferred: sum of layer sizes; an index: its largest manifest, as the model says).
-BatchDeleteImage: the only tag deletes the image, one of several keeps it (documented); by digest
-deletes all tags, refused with ImageReferencedByManifestList while an index lists it; an untagged image
-still listed by an index stays. GetDownloadUrlForLayer: for a blob referenced by an image of the
+imageSizeInBytes (inferred: sum of layer sizes; an index: its largest manifest, as the model says),
+``imageStatus`` ACTIVE (archiving is not emulated, so filter.imageStatus ARCHIVED/ACTIVATING finds
+nothing). BatchDeleteImage: the only tag deletes the image, one of several keeps it (documented); by
+digest deletes all tags, refused with ImageReferencedByManifestList while an index lists it; an untagged
+image still listed by an index stays. GetDownloadUrlForLayer: for a blob referenced by an image of the
 repository; in a PTC repository a blob not cached yet is imported (``imported_layers``); unreferenced
 but uploaded: LayerInaccessibleException; unknown: LayersNotFoundException; upstream failure:
 UnableToGetUpstreamLayerException; ``downloadUrl`` is shaped like ECR's S3 URL but not fetchable.
@@ -69,6 +78,15 @@ UpstreamUnavailable) or raise, the repository exists, and the image appears afte
 DescribeImages/BatchGetImage calls on it or once the clock passes a time. ``set_upstream_unreachable``
 and ``fail_next_import`` inject upstream faults.
 
+Pull-time exclusions (botocore 1.43). Register/Deregister/ListPullTimeUpdateExclusions per account and
+region: principalArn of the model's pattern (an IAM role or user; ValidationException otherwise),
+ExclusionAlreadyExists/ExclusionNotFound, list pagination (maxResults 1-1000). BatchGetImage by an
+excluded principal leaves ``lastRecordedPullTime`` as it was (documented: "Amazon ECR will not record
+the pull time if an excluded principal pulls an image"). The caller is who moto says it is: an
+assumed-role session counts as its role's ARN, moto's default caller as
+``arn:aws:iam::<account>:user/moto`` (inferred). No limit on the number of exclusions is emulated (none
+is published).
+
 Events. One ``ECR Pull Through Cache Action`` (source ``aws.ecr``) on moto's default bus per import
 and per failed import or failed re-check, detail: rule-version, sync-status, ecr-repository-prefix,
 repository-name, upstream-registry-url, image-tag, image-digest, failure-code, failure-reason
@@ -78,8 +96,9 @@ nothing new or an immutable tag. moto's delivery to SQS writes ``time`` as epoch
 ``account``; ``events`` keeps the full event with an ISO time.
 
 Not emulated: IAM (``customRoleArn`` is checked for shape and account, ``ecr`` upstreams are read
-anonymously), cross-account registryId (InvalidParameterException), ECR Image Action events,
-throttling. moto's repository name check (kept) is stricter than the model's: it refuses ``a--b``.
+anonymously), archive storage (every image is ACTIVE), cross-account registryId
+(InvalidParameterException), ECR Image Action events, throttling. moto's repository name check
+(kept) is stricter than the model's: it refuses ``a--b``.
 """
 
 from __future__ import annotations
@@ -167,7 +186,7 @@ CREDENTIALS_REQUIRED: Final = frozenset(
         "chainguard",
     }
 )
-# BatchGetImage's ImageFailureCode enum; the emulator's extra UnsupportedImageType is listed apart.
+# botocore's ImageFailureCode enum, exactly: the only failure codes the emulation answers with.
 FAILURE_CODES: Final = frozenset(
     {
         "InvalidImageDigest",
@@ -183,10 +202,14 @@ FAILURE_CODES: Final = frozenset(
         "ImageInaccessible",
     }
 )
-UNSUPPORTED_IMAGE_TYPE: Final = "UnsupportedImageType"
 # Exceptions BatchGetImage's model lists that a fault may raise instead of returning a failure.
 RAISABLE_CODES: Final = frozenset(
     {"UnableToGetUpstreamImageException", "ServerException", "LimitExceededException"}
+)
+IMAGE_ACTIVE: Final = "ACTIVE"
+IMAGE_STATUSES: Final = (IMAGE_ACTIVE, "ARCHIVED", "ACTIVATING")  # botocore's ImageStatus enum
+PRINCIPAL_ARN_RE: Final = re.compile(
+    r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[\w+=,.@-]+(/[\w+=,.@-]+)*$"
 )
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 BACKGROUND_REASON: Final = "Timed out while importing the image from the upstream registry"
@@ -202,6 +225,9 @@ _ACTIONS: Final = (
     "describe_images",
     "batch_delete_image",
     "get_download_url_for_layer",
+    "register_pull_time_update_exclusion",
+    "deregister_pull_time_update_exclusion",
+    "list_pull_time_update_exclusions",
 )
 _MISSING: Final = object()
 
@@ -326,7 +352,7 @@ class _Rule:
         else:
             return None
         upstream_prefix = self.upstream_repository_prefix
-        if self.upstream_registry == "ecr" and upstream_prefix and upstream_prefix != "ROOT":
+        if upstream_prefix and upstream_prefix != "ROOT":
             return f"{upstream_prefix.rstrip('/')}/{rest}"
         return rest
 
@@ -418,6 +444,25 @@ class _Call:
         if repository is None:
             raise RepositoryNotFoundException(name, self.account)
         return repository
+
+    def principal_arns(self) -> set[str]:
+        """The IAM principal(s) this request is made as: an assumed role's ARN, an IAM user's, or
+        ``arn:aws:iam::<account>:user/moto`` for moto's default credentials."""
+        from moto.iam.models import iam_backends
+        from moto.sts.models import sts_backends
+
+        access_key = self.response.get_access_key()
+        for account in list(sts_backends):
+            for sts in sts_backends[account].values():
+                assumed = sts.get_assumed_role_from_access_key(access_key)
+                if assumed is not None:
+                    return {assumed.role_arn, assumed.arn}
+        for account in list(iam_backends):
+            for iam in iam_backends[account].values():
+                user = iam.get_user_from_access_key_id(access_key)
+                if user is not None:
+                    return {user.arn}
+        return {f"arn:aws:iam::{self.account}:user/moto"}
 
 
 class _UpstreamClient:
@@ -706,6 +751,7 @@ class PullThroughCacheEmulator:
         self._faults: list[_Fault] = []
         self._background: list[_Background] = []
         self._pending: dict[tuple[str, str, str, str], _Pending] = {}
+        self._exclusions: dict[tuple[str, str], dict[str, datetime]] = {}  # principalArn -> createdAt
         self._saved: dict[str, object] = {}
 
     # -- installation ---------------------------------------------------------------------------------
@@ -930,10 +976,11 @@ class PullThroughCacheEmulator:
         upstream_prefix = call.param("upstreamRepositoryPrefix")
         if upstream_prefix is not None:
             upstream_prefix = _validate_prefix(upstream_prefix, "upstreamRepositoryPrefix")
-            if kind != "ecr":
+            if prefix == "ROOT" and upstream_prefix != "ROOT":
                 raise _error(
                     "InvalidParameterException",
-                    "Invalid parameter: upstreamRepositoryPrefix is only supported for ecr upstreams",
+                    "Invalid parameter: upstreamRepositoryPrefix can only be set when ecrRepositoryPrefix "
+                    "is not ROOT",
                 )
         if kind in CREDENTIALS_REQUIRED and credential_arn is None:
             raise _error(
@@ -943,8 +990,11 @@ class PullThroughCacheEmulator:
             raise _error(
                 "InvalidParameterException", f"Invalid parameter: credentialArn is not supported for {kind}"
             )
-        if kind == "ecr" and role_arn is None:
-            raise _error("InvalidParameterException", "Invalid parameter: customRoleArn is required for ecr")
+        if kind == "ecr" and role_arn is None and url.split(".", 1)[0] != call.account:
+            raise _error(
+                "InvalidParameterException",
+                "Invalid parameter: customRoleArn is required for an ecr upstream in another account",
+            )
         if kind != "ecr" and role_arn is not None:
             raise _error(
                 "InvalidParameterException", f"Invalid parameter: customRoleArn is not supported for {kind}"
@@ -974,7 +1024,7 @@ class PullThroughCacheEmulator:
             updated_at=now,
             credential_arn=credential_arn,
             custom_role_arn=role_arn,
-            upstream_repository_prefix=(upstream_prefix or "ROOT") if kind == "ecr" else None,
+            upstream_repository_prefix=(upstream_prefix or "ROOT") if kind == "ecr" else upstream_prefix,
         )
         rules[prefix] = rule
         out = rule.api(timestamps=False)
@@ -1108,9 +1158,10 @@ class PullThroughCacheEmulator:
                     raise _error(fault.code, fault.reason)
                 raise _UpstreamError(fault.code, fault.reason)
             if rule.upstream_registry == "docker-hub" and "/" not in upstream:
-                raise _UpstreamError(
-                    "ImageNotFound",
-                    f"Docker Hub repository '{upstream}' needs a namespace (library/{upstream})",
+                raise _UpstreamError(  # Docker Hub's answer is 403 Forbidden, not "not found"
+                    "UpstreamAccessDenied",
+                    f"{rule.upstream_url} answered 403 Forbidden for '{upstream}': official images "
+                    f"are library/{upstream}",
                 )
             client = _UpstreamClient(self, rule.upstream_url, self._credentials(rule))
             fetched = client.manifest(upstream, tag)
@@ -1272,6 +1323,59 @@ class PullThroughCacheEmulator:
             ]
         )
 
+    # -- pull-time exclusions -------------------------------------------------------------------------
+
+    def _exclusions_of(self, account: str, region: str) -> dict[str, datetime]:
+        return self._exclusions.setdefault((account, region), {})
+
+    @staticmethod
+    def _principal_arn(call: _Call) -> str:
+        arn = call.param("principalArn")
+        if not isinstance(arn, str) or len(arn) > 200 or not PRINCIPAL_ARN_RE.fullmatch(arn):
+            raise _error(
+                "ValidationException",
+                f"1 validation error detected: Value '{arn}' at 'principalArn' failed to satisfy "
+                f"constraint: Member must satisfy regular expression pattern: {PRINCIPAL_ARN_RE.pattern}",
+            )
+        return arn
+
+    def _api_register_pull_time_update_exclusion(self, call: _Call) -> ActionResult:
+        arn = self._principal_arn(call)
+        exclusions = self._exclusions_of(call.account, call.region)
+        if arn in exclusions:
+            raise _error(
+                "ExclusionAlreadyExistsException",
+                f"The pull time update exclusion for '{arn}' already exists in the registry "
+                f"with id '{call.account}'",
+            )
+        exclusions[arn] = self.clock.now()
+        return ActionResult({"principalArn": arn, "createdAt": exclusions[arn]})
+
+    def _api_deregister_pull_time_update_exclusion(self, call: _Call) -> ActionResult:
+        arn = self._principal_arn(call)
+        exclusions = self._exclusions_of(call.account, call.region)
+        if exclusions.pop(arn, None) is None:
+            raise _error(
+                "ExclusionNotFoundException",
+                f"The pull time update exclusion for '{arn}' was not found in the registry "
+                f"with id '{call.account}'",
+            )
+        return ActionResult({"principalArn": arn})
+
+    def _api_list_pull_time_update_exclusions(self, call: _Call) -> ActionResult:
+        arns = list(self._exclusions_of(call.account, call.region))
+        limit = _max_results(call.param("maxResults"))
+        offset = _decode_token(call.param("nextToken"))
+        page = arns[offset : offset + limit] if limit else arns[offset:]
+        out: dict[str, Any] = {"pullTimeUpdateExclusions": page}
+        if limit and offset + limit < len(arns):
+            out["nextToken"] = _encode_token(offset + limit)
+        return ActionResult(out)
+
+    def _excluded_from_pull_time(self, call: _Call) -> bool:
+        exclusions = self._exclusions.get((call.account, call.region), {})
+        return bool(exclusions) and not call.principal_arns().isdisjoint(exclusions)
+
     # -- image APIs -----------------------------------------------------------------------------------
 
     def _api_batch_get_image(self, call: _Call) -> ActionResult:
@@ -1301,7 +1405,8 @@ class PullThroughCacheEmulator:
         if isinstance(found, dict):
             return _failure(image_id, found["failureCode"], found["failureReason"])
         image, repository = found
-        image.ptc_last_pull = self.clock.now()  # type: ignore[attr-defined]
+        if not self._excluded_from_pull_time(call):
+            image.ptc_last_pull = self.clock.now()  # type: ignore[attr-defined]
         out_id = {"imageDigest": image.get_image_digest()}
         if image_id.get("imageTag"):
             out_id["imageTag"] = image_id["imageTag"]
@@ -1396,8 +1501,8 @@ class PullThroughCacheEmulator:
 
     @staticmethod
     def _unsupported(media_type: str) -> dict[str, str]:
-        return {
-            "failureCode": UNSUPPORTED_IMAGE_TYPE,
+        return {  # ImageFailureCode has no "unsupported type" value; what real ECR answers is not public
+            "failureCode": "ImageNotFound",
             "failureReason": f"Image of media type {media_type} is not among the accepted media types",
         }
 
@@ -1507,6 +1612,9 @@ class PullThroughCacheEmulator:
         tag_status = (call.param("filter") or {}).get("tagStatus", "ANY")
         if tag_status not in ("TAGGED", "UNTAGGED", "ANY"):
             raise _error("InvalidParameterException", f"Invalid parameter at 'tagStatus': '{tag_status}'")
+        image_status = (call.param("filter") or {}).get("imageStatus", "ANY")
+        if image_status not in (*IMAGE_STATUSES, "ANY"):
+            raise _error("InvalidParameterException", f"Invalid parameter at 'imageStatus': '{image_status}'")
         limit = _max_results(call.param("maxResults"))
         token = call.param("nextToken")
         if image_ids:
@@ -1533,6 +1641,8 @@ class PullThroughCacheEmulator:
             images = [i for i in images if i.image_tags]
         elif tag_status == "UNTAGGED":
             images = [i for i in images if not i.image_tags]
+        if image_status not in ("ANY", IMAGE_ACTIVE):
+            images = []  # every emulated image is ACTIVE: archiving is not emulated
         offset = _decode_token(token)
         page = images[offset : offset + limit] if limit else images[offset:]
         out: dict[str, Any] = {"imageDetails": [self._detail(repository, i) for i in page]}
@@ -1556,6 +1666,7 @@ class PullThroughCacheEmulator:
             "imageDigest": image.get_image_digest(),
             "imagePushedAt": pushed,
             "imageManifestMediaType": image.image_manifest_media_type,
+            "imageStatus": IMAGE_ACTIVE,
         }
         if image.image_tags:
             detail["imageTags"] = list(image.image_tags)

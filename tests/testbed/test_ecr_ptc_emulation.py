@@ -1,6 +1,7 @@
-"""The pull-through cache emulation checked against shared/docs/ecr-facts.md, fact by fact.
+"""The pull-through cache emulation checked against docs/ecr-behaviour.md, fact by fact.
 
-Upstreams are real distribution registries (tests/conftest.py); the emulator runs inside moto.
+Upstreams are real distribution registries (tests/conftest.py); the emulator runs inside moto. A test
+of a fact that came with a source names the source (AWS doc page, botocore, containers-roadmap issue).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
@@ -20,12 +22,12 @@ from moto.ecr.responses import ECRResponse
 
 from ptc_sync import mediatypes as mt
 from ptc_sync.models import sha256_digest
+from testbed import ecr_ptc
 from testbed.ecr_ptc import (
     EVENT_DETAIL_TYPE,
     EVENT_SOURCE,
     SYNC_FAILED,
     SYNC_SUCCESS,
-    UNSUPPORTED_IMAGE_TYPE,
     FakeClock,
     PullThroughCacheEmulator,
 )
@@ -38,6 +40,7 @@ pytestmark = pytest.mark.registry
 
 ALL_TYPES = [mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST]
 ROLE_ARN = "arn:aws:iam::123456789012:role/ptc-upstream"
+ANY_METADATA: Any = mock.ANY
 
 
 def code_of(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -198,25 +201,65 @@ def test_credential_arn_must_match_the_pattern_and_name_an_existing_secret(
     assert code_of(exc) == "UnableToAccessSecretException"
 
 
-def test_upstream_repository_prefix_and_custom_role_are_for_ecr_upstreams_only(ecr: Any) -> None:
-    with pytest.raises(ClientError) as exc:
-        ecr.create_pull_through_cache_rule(
-            ecrRepositoryPrefix="pub", upstreamRegistryUrl="public.ecr.aws", upstreamRepositoryPrefix="team"
-        )
-    assert code_of(exc) == "InvalidParameterException"
+def test_custom_role_is_for_ecr_upstreams_only(ecr: Any) -> None:
     with pytest.raises(ClientError) as exc:
         ecr.create_pull_through_cache_rule(
             ecrRepositoryPrefix="pub", upstreamRegistryUrl="quay.io", customRoleArn=ROLE_ARN
         )
     assert code_of(exc) == "InvalidParameterException"
-    with pytest.raises(ClientError) as exc:  # ecr needs the role
-        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="up", upstreamRegistryUrl=UPSTREAM_ECR_HOST)
-    assert code_of(exc) == "InvalidParameterException"
     created = ecr.create_pull_through_cache_rule(
         ecrRepositoryPrefix="up", upstreamRegistryUrl=UPSTREAM_ECR_HOST, customRoleArn=ROLE_ARN
     )
     assert created["upstreamRegistry"] == "ecr"
+    assert created["customRoleArn"] == ROLE_ARN
     assert created["upstreamRepositoryPrefix"] == "ROOT"  # the documented default
+
+
+def test_ecr_upstream_needs_custom_role_only_cross_account(ecr: Any) -> None:
+    """A role is needed only to cache from another account's registry (ECR user guide,
+    pull-through-cache-private: "IAM policies required for cross-account ECR to ECR pull through
+    cache"); the role must be in the rule's own account (botocore, CreatePullThroughCacheRule)."""
+    with pytest.raises(ClientError) as exc:  # UPSTREAM_ECR_HOST is account 111122223333
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="up", upstreamRegistryUrl=UPSTREAM_ECR_HOST)
+    assert code_of(exc) == "InvalidParameterException"
+    assert "another account" in str(exc.value)
+    other_account_role = "arn:aws:iam::111122223333:role/ptc-upstream"
+    with pytest.raises(ClientError) as exc:
+        ecr.create_pull_through_cache_rule(
+            ecrRepositoryPrefix="up", upstreamRegistryUrl=UPSTREAM_ECR_HOST, customRoleArn=other_account_role
+        )
+    assert code_of(exc) == "InvalidParameterException"
+    same_account = ecr.create_pull_through_cache_rule(
+        ecrRepositoryPrefix="other-region", upstreamRegistryUrl="123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    )
+    assert same_account["upstreamRegistry"] == "ecr"
+    assert "customRoleArn" not in same_account
+
+
+def test_upstream_prefix_with_a_root_cache_prefix_is_refused(ecr: Any) -> None:
+    """ECR user guide, pull-through-cache-private-wildcards: the upstream repository prefix can be set
+    "only when the Amazon ECR repository prefix has a non-ROOT value"; ROOT/ROOT is a row of its table."""
+    with pytest.raises(ClientError) as exc:
+        ecr.create_pull_through_cache_rule(
+            ecrRepositoryPrefix="ROOT",
+            upstreamRegistryUrl=UPSTREAM_ECR_HOST,
+            customRoleArn=ROLE_ARN,
+            upstreamRepositoryPrefix="team",
+        )
+    assert code_of(exc) == "InvalidParameterException"
+    with pytest.raises(ClientError) as exc:
+        ecr.create_pull_through_cache_rule(
+            ecrRepositoryPrefix="ROOT", upstreamRegistryUrl="quay.io", upstreamRepositoryPrefix="org"
+        )
+    assert code_of(exc) == "InvalidParameterException"
+    assert ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"] == []
+    created = ecr.create_pull_through_cache_rule(
+        ecrRepositoryPrefix="ROOT",
+        upstreamRegistryUrl=UPSTREAM_ECR_HOST,
+        customRoleArn=ROLE_ARN,
+        upstreamRepositoryPrefix="ROOT",
+    )
+    assert created["upstreamRepositoryPrefix"] == "ROOT"
 
 
 def test_upstream_registry_enum_and_url_are_checked(ecr: Any) -> None:
@@ -367,18 +410,20 @@ def test_index_is_only_returned_when_its_media_type_is_accepted(
     repo = f"ecr-public/{unique_repo}"
     refused = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "multi"}])  # default types
     assert refused["images"] == []
-    assert refused["failures"][0]["failureCode"] == UNSUPPORTED_IMAGE_TYPE
+    assert refused["failures"][0]["failureCode"] == "ImageNotFound"  # ImageFailureCode has nothing closer
     assert ptc.import_count(repo) == 0
     assert pulled_digest(pull(ecr, repo, "multi", [mt.OCI_INDEX])) == index.digest
     again = ecr.batch_get_image(
         repositoryName=repo, imageIds=[{"imageTag": "multi"}], acceptedMediaTypes=[mt.OCI_MANIFEST]
     )
-    assert again["failures"][0]["failureCode"] == UNSUPPORTED_IMAGE_TYPE
+    assert again["failures"][0]["failureCode"] == "ImageNotFound"
 
 
-def test_docker_hub_official_images_need_library(
+def test_docker_hub_official_images_need_library_and_without_it_answer_403(
     ptc: PullThroughCacheEmulator, ecr: Any, secretsmanager: Any, pusher: ImagePusher
 ) -> None:
+    """Docker Hub official images are cached under ``library/`` (ECR user guide, pull-through-cache);
+    asked for without it, Docker Hub answers 403 Forbidden, not "not found" (reported)."""
     name = f"ptc-official-{os.urandom(3).hex()}"
     image = pusher.push_image(f"library/{name}", "1.0")
     pusher.push_image(name, "1.0")  # exists on this registry, but Docker Hub has no namespace-less names
@@ -389,7 +434,9 @@ def test_docker_hub_official_images_need_library(
     )
     assert pulled_digest(pull(ecr, f"docker-hub/library/{name}", "1.0")) == image.digest
     failed = pull(ecr, f"docker-hub/{name}", "1.0")
-    assert failed["failures"][0]["failureCode"] == "ImageNotFound"
+    assert failed["failures"][0]["failureCode"] == "UpstreamAccessDenied"
+    assert "403" in failed["failures"][0]["failureReason"]
+    assert ecr.describe_repositories()["repositories"][0]["repositoryName"] == f"docker-hub/library/{name}"
     assert ptc.upstream_for(f"docker-hub/library/{name}") == ("registry-1.docker.io", f"library/{name}")
 
 
@@ -412,6 +459,29 @@ def test_ecr_upstream_repository_prefix_is_put_in_front_of_the_path(
     )
     assert ptc.upstream_for(f"mirror/{suffix}") == (UPSTREAM_ECR_HOST, f"team/{suffix}")
     assert pulled_digest(pull(ecr, f"mirror/{suffix}", "v1")) == image.digest
+
+
+def test_chainguard_upstream_repository_prefix_replaces_the_cache_prefix(
+    ptc: PullThroughCacheEmulator, ecr: Any, secretsmanager: Any, pusher: ImagePusher
+) -> None:
+    """upstreamRepositoryPrefix is not only for ECR upstreams: a Chainguard rule scopes a cache prefix
+    to one organisation (Chainguard's ECR guide); the prefix replaces the cache prefix in the path
+    (ECR user guide, pull-through-cache-private-wildcards: ``my-app/image1`` → ``upstream-app/image1``)."""
+    ptc.add_upstream("cgr.dev", ptc.upstreams["quay.io"])
+    org = f"org-{os.urandom(3).hex()}"
+    image = pusher.push_image(f"{org}/python", "latest")
+    ecr.create_pull_through_cache_rule(
+        ecrRepositoryPrefix="cgr",
+        upstreamRegistryUrl="cgr.dev",
+        upstreamRegistry="chainguard",
+        credentialArn=make_secret(secretsmanager, "chainguard"),
+        upstreamRepositoryPrefix=org,
+    )
+    [rule] = ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]
+    assert rule["upstreamRepositoryPrefix"] == org
+    assert ptc.upstream_for("cgr/python") == ("cgr.dev", f"{org}/python")
+    assert pulled_digest(pull(ecr, "cgr/python", "latest")) == image.digest
+    assert [(f.repository, f.outcome) for f in ptc.upstream_fetches] == [(f"{org}/python", "ok")]
 
 
 def test_longest_prefix_wins(ptc: PullThroughCacheEmulator, ecr: Any) -> None:
@@ -469,6 +539,18 @@ def test_bearer_challenge_is_answered_with_a_token_for_the_secret(
         assert pulled_digest(pull(ecr, "gitlab/private/app", "v1")) == image.digest
         pulls = [r for r in ts.requests if r.scopes == ("repository:private/app:pull",)]
         assert [r.user for r in pulls] == [user[0]]
+
+
+def test_failure_codes_are_exactly_botocores_image_failure_code_enum() -> None:
+    """ImageFailureCode is exactly InvalidImageDigest … ImageInaccessible (botocore); the emulation must
+    not invent others, so a test cannot inject one either."""
+    model = boto3.client("ecr", region_name="us-east-1").meta.service_model
+    shape: Any = model.shape_for("ImageFailureCode")
+    assert set(shape.enum) == ecr_ptc.FAILURE_CODES
+    emulator = PullThroughCacheEmulator({})
+    with pytest.raises(ValueError, match="unknown failure code"):
+        emulator.fail_next_import("UnsupportedImageType")
+    assert not hasattr(ecr_ptc, "UNSUPPORTED_IMAGE_TYPE")
 
 
 def test_missing_upstream_tag_is_an_image_not_found_failure(ecr: Any, unique_repo: str) -> None:
@@ -746,6 +828,117 @@ def test_describe_images_filters_by_tag_status_and_paginates(
     with pytest.raises(ClientError) as exc:
         describe(ecr, repo, imageIds=[{"imageTag": "absent"}])
     assert code_of(exc) == "ImageNotFoundException"
+
+
+def test_describe_images_reports_image_status_active(ecr: Any, pusher: ImagePusher, unique_repo: str) -> None:
+    """ImageDetail.imageStatus is ACTIVE / ARCHIVED / ACTIVATING and DescribeImagesFilter has an
+    imageStatus (botocore, archive storage class); the emulation archives nothing, so every image is
+    ACTIVE and an ARCHIVED filter finds none."""
+    pusher.push_index(unique_repo, "multi")
+    public_rule(ecr)
+    repo = f"ecr-public/{unique_repo}"
+    pulled_digest(pull(ecr, repo, "multi"))
+    details = describe(ecr, repo)
+    assert {d["imageStatus"] for d in details} == {"ACTIVE"}
+    assert len(describe(ecr, repo, filter={"imageStatus": "ACTIVE"})) == len(details)
+    assert len(describe(ecr, repo, filter={"imageStatus": "ANY"})) == len(details)
+    assert describe(ecr, repo, filter={"imageStatus": "ARCHIVED"}) == []
+    assert describe(ecr, repo, filter={"imageStatus": "ARCHIVED", "tagStatus": "TAGGED"}) == []
+
+
+# -- pull-time exclusions ---------------------------------------------------------------------------------
+
+EXCLUDED_ROLE = "arn:aws:iam::123456789012:role/ptc-sync-checker"
+
+
+def ecr_as_role(role_arn: str) -> Any:
+    """An ECR client whose requests moto attributes to an assumed-role session of ``role_arn``."""
+    sts = boto3.client("sts", region_name="us-east-1")
+    creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="checker")["Credentials"]
+    return boto3.client(
+        "ecr",
+        region_name="us-east-1",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+def test_pull_time_update_exclusions_register_list_deregister(ecr: Any, clock: FakeClock) -> None:
+    """RegisterPullTimeUpdateExclusion / DeregisterPullTimeUpdateExclusion / ListPullTimeUpdateExclusions
+    (botocore 1.43): principalArn must be an IAM role or user ARN of the model's pattern, a second
+    registration is ExclusionAlreadyExistsException, removing an absent one ExclusionNotFoundException."""
+    assert ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"] == []
+    registered = ecr.register_pull_time_update_exclusion(principalArn=EXCLUDED_ROLE)
+    assert registered["principalArn"] == EXCLUDED_ROLE
+    assert registered["createdAt"] == clock.now()
+    with pytest.raises(ClientError) as exc:
+        ecr.register_pull_time_update_exclusion(principalArn=EXCLUDED_ROLE)
+    assert code_of(exc) == "ExclusionAlreadyExistsException"
+    with pytest.raises(ClientError) as exc:
+        ecr.register_pull_time_update_exclusion(principalArn="arn:aws:sts::123456789012:assumed-role/r/s")
+    assert code_of(exc) == "ValidationException"
+    users = [f"arn:aws:iam::123456789012:user/u{i}" for i in range(3)]
+    for user in users:
+        ecr.register_pull_time_update_exclusion(principalArn=user)
+    first = ecr.list_pull_time_update_exclusions(maxResults=2)
+    assert first["pullTimeUpdateExclusions"] == [EXCLUDED_ROLE, users[0]]
+    rest = ecr.list_pull_time_update_exclusions(maxResults=2, nextToken=first["nextToken"])
+    assert rest["pullTimeUpdateExclusions"] == users[1:]
+    assert "nextToken" not in rest
+    assert ecr.deregister_pull_time_update_exclusion(principalArn=EXCLUDED_ROLE) == {
+        "principalArn": EXCLUDED_ROLE,
+        "ResponseMetadata": ANY_METADATA,
+    }
+    with pytest.raises(ClientError) as exc:
+        ecr.deregister_pull_time_update_exclusion(principalArn=EXCLUDED_ROLE)
+    assert code_of(exc) == "ExclusionNotFoundException"
+    assert ecr.list_pull_time_update_exclusions()["pullTimeUpdateExclusions"] == users
+
+
+def test_pull_by_an_excluded_principal_does_not_update_last_recorded_pull_time(
+    ecr: Any, clock: FakeClock, pusher: ImagePusher, unique_repo: str
+) -> None:
+    """Every pull updates lastRecordedPullTime, ptc-sync's BatchGetImage included, unless the puller is
+    registered with RegisterPullTimeUpdateExclusion: "Amazon ECR will not record the pull time if an
+    excluded principal pulls an image" (botocore 1.43)."""
+    pusher.push_image(unique_repo, "v1")
+    public_rule(ecr)
+    repo = f"ecr-public/{unique_repo}"
+    checker = ecr_as_role(EXCLUDED_ROLE)
+    pulled_digest(pull(ecr, repo, "v1"))  # a person's pull
+    people_pulled_at = clock.now()
+    clock.advance(timedelta(hours=2))
+    pulled_digest(pull(checker, repo, "v1"))  # not excluded yet: recorded
+    assert describe(ecr, repo)[0]["lastRecordedPullTime"] == clock.now()
+
+    ecr.register_pull_time_update_exclusion(principalArn=EXCLUDED_ROLE)
+    recorded = clock.now()
+    clock.advance(timedelta(hours=2))
+    pulled_digest(pull(checker, repo, "v1"))
+    assert describe(ecr, repo)[0]["lastRecordedPullTime"] == recorded
+    clock.advance(timedelta(hours=1))
+    pulled_digest(pull(ecr, repo, "v1"))  # anyone else is still recorded
+    assert describe(ecr, repo)[0]["lastRecordedPullTime"] == clock.now() != people_pulled_at
+
+    ecr.deregister_pull_time_update_exclusion(principalArn=EXCLUDED_ROLE)
+    clock.advance(timedelta(hours=1))
+    pulled_digest(pull(checker, repo, "v1"))
+    assert describe(ecr, repo)[0]["lastRecordedPullTime"] == clock.now()
+
+
+def test_an_excluded_principal_first_pull_imports_without_recording_a_pull_time(
+    ecr: Any, pusher: ImagePusher, unique_repo: str
+) -> None:
+    """The exclusion stops only the pull-time record (botocore 1.43), not the import: moto's default
+    caller, excluded, imports a tag and DescribeImages shows no lastRecordedPullTime."""
+    image = pusher.push_image(unique_repo, "v1")
+    public_rule(ecr)
+    ecr.register_pull_time_update_exclusion(principalArn="arn:aws:iam::123456789012:user/moto")
+    repo = f"ecr-public/{unique_repo}"
+    assert pulled_digest(pull(ecr, repo, "v1")) == image.digest
+    [detail] = describe(ecr, repo)
+    assert "lastRecordedPullTime" not in detail
 
 
 # -- BatchDeleteImage -------------------------------------------------------------------------------------
