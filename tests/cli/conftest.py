@@ -32,11 +32,15 @@ except ImportError as exc:  # pragma: no cover - a dev install without moto's se
     raise ImportError(f"tests/cli need moto's server: install moto[server] (flask-cors) ({exc})") from exc
 
 from ptc_sync import mediatypes as mt
-from ptc_sync.cli import main
+from ptc_sync.cli import EndpointSession, main
+from ptc_sync.settings import SyncSettings
+from ptc_sync.state import StateStore
+from ptc_sync.wiring import build_app
 from testbed.ecr_ptc import FakeClock, PullThroughCacheEmulator
 from testbed.images import ImagePusher
 from testbed.registry import RegistryServer
 from testbed.sandbox import HUB_HOST, HUB_SECRET, HUB_USER, PUBLIC_HOST, REGION
+from tests.state.conftest import create_state_table
 
 # What a command that must not write may ask ECR. BatchGetImage and GetDownloadUrlForLayer are reads
 # in the API but import from upstream in a pull-through cache repository, so they count as writes.
@@ -179,3 +183,16 @@ def bed(moto_endpoint: str, registry: RegistryServer, monkeypatch: pytest.Monkey
             credentialArn=secret["ARN"],
         )
         yield testbed
+
+
+STATE_TABLE = "ptc-sync-cli-state"
+
+
+@pytest.fixture
+def state(bed: Bed) -> StateStore:
+    """The stack's state table on the testbed's moto server, written to as the checker writes it."""
+    create_state_table(bed.client("dynamodb"), STATE_TABLE)
+    session = EndpointSession(bed.endpoint, region_name=REGION)
+    app = build_app(SyncSettings(region=REGION, table_name=STATE_TABLE), session=session)
+    assert app.state is not None
+    return app.state

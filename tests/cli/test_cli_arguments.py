@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
 from ptc_sync import cli
 from ptc_sync import cli_output as out
+from ptc_sync.ecr import EcrError
 from ptc_sync.models import Outcome, TagResult
+from ptc_sync.registry.errors import NotFoundError, RegistryError
+from ptc_sync.state import StateError
 from tests.cli.conftest import Bed
 
-UNUSED_ENDPOINT = "http://127.0.0.1:9"  # nothing listens: a test that reached AWS would fail loudly
+UNUSED_ENDPOINT = "http://127.0.0.1:9"
+NOW = datetime(2026, 2, 15, 12, 0, tzinfo=UTC)  # nothing listens: a test that reached AWS would fail loudly
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -86,34 +94,124 @@ def test_usage_errors_and_no_command_exit_2() -> None:
     assert bad_output.value.code == 2
 
 
-def test_help_documents_the_testbed_options_and_the_exit_codes() -> None:
+def help_of(*command: str) -> str:
     stdout = io.StringIO()
     with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(stdout):
-        cli.main(["warm", "--help"])
+        cli.main([*command, "--help"])
     assert done.value.code == 0
-    text = stdout.getvalue()
-    assert "local testbed (tests and demos only)" in text
-    assert "--endpoint-url" in text
-    assert "--upstream-override HOST=URL" in text
-    assert "loopback URLs only" in text
-    assert "--dry-run" in text
+    return stdout.getvalue()
+
+
+COMMANDS = ["status", "check", "refresh", "rollback", "warm", "history", "runs", "completion"]
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)])
+def test_help_hides_the_testbed_options_and_documents_the_exit_codes(command: list[str]) -> None:
+    text = help_of(*command)
+    assert "--endpoint-url" not in text
+    assert "--upstream-override" not in text
+    assert "testbed" not in text
     assert "exit codes:" in text
+    for code, meaning in out.EXIT_CODES:
+        assert f"  {code}  {meaning}" in text
+    assert "--output {table,text,json}" in text
+    assert "--debug" in text
+
+
+def test_only_the_writing_commands_take_dry_run() -> None:
+    takes = [c for c in COMMANDS if re.search(r"^  --dry-run ", help_of(c), re.MULTILINE)]
+    assert takes == ["refresh", "rollback", "warm"]
 
 
 def result(outcome: Outcome) -> TagResult:
     return TagResult(repository="r", tag="t", rule_prefix="p", outcome=outcome)
 
 
-def test_exit_code_is_2_for_any_error_else_1_for_anything_stale_else_0() -> None:
-    assert out.exit_code([result(Outcome.FRESH), result(Outcome.SKIPPED)]) == 0
-    assert out.exit_code([]) == 0
-    assert out.exit_code([result(Outcome.FRESH), result(Outcome.STALE)]) == 1
-    assert out.exit_code([result(Outcome.REFRESHED)]) == 1
-    assert out.exit_code([result(Outcome.IMMUTABLE)]) == 1
-    assert out.exit_code([result(Outcome.STALE), result(Outcome.UPSTREAM_MISSING)]) == 2
-    assert out.exit_code([result(Outcome.REFRESHED), result(Outcome.REFRESH_FAILED)]) == 2
-    assert out.exit_code([result(Outcome.RATE_LIMITED)]) == 2
-    assert out.exit_code([result(Outcome.FRESH)], errors=["DescribeRepositories: AccessDenied"]) == 2
+@pytest.mark.parametrize(
+    ("outcomes", "errors", "code"),
+    [
+        ([Outcome.FRESH, Outcome.SKIPPED], [], 0),
+        ([], [], 0),
+        ([Outcome.REFRESHED, Outcome.FRESH], [], 0),  # fresh now
+        ([Outcome.FRESH, Outcome.STALE], [], 1),
+        ([Outcome.IMMUTABLE], [], 1),
+        ([Outcome.UPSTREAM_MISSING], [], 1),
+        ([Outcome.UPSTREAM_ERROR], [], 1),
+        ([Outcome.REFRESHED, Outcome.REFRESH_FAILED], [], 1),
+        ([Outcome.RATE_LIMITED], [], 1),
+        ([Outcome.FRESH], ["DescribeRepositories: AccessDenied"], 1),
+    ],
+)
+def test_exit_code_is_1_for_anything_stale_or_failed_else_0(
+    outcomes: list[Outcome], errors: list[str], code: int
+) -> None:
+    assert out.exit_code([result(o) for o in outcomes], errors) == code
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (cli.CliError("no backup"), 2),
+        (EcrError("DescribeImages", "ImageNotFoundException", "gone"), 2),
+        (NotFoundError("HTTP 404", host="h", repository="r", reference="t", status=404), 2),
+        (StateError("Query", "t", "ResourceNotFoundException", "no table"), 2),
+        (NoCredentialsError(), 2),
+        (EcrError("DescribeRepositories", "AccessDeniedException", "no"), 1),
+        (RegistryError("HTTP 500", host="h"), 1),
+        (StateError("Query", "t", "AccessDeniedException", "no"), 1),
+        (EndpointConnectionError(endpoint_url="https://ecr"), 1),
+        (KeyError("x"), None),
+        (TypeError("bug"), None),
+    ],
+)
+def test_errors_map_to_usage_or_missing_failed_or_crash(error: Exception, code: int | None) -> None:
+    assert cli.error_exit_code(error) == code
+
+
+def test_a_crash_exits_3_with_one_line_and_the_traceback_only_with_debug(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def crash(ctx: cli.Context) -> int:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "cmd_status", crash)
+    code, stdout, stderr = run("status")
+    assert code == 3
+    assert stderr.splitlines() == [
+        "ptc-sync: error: ptc-sync crashed: ZeroDivisionError: division by zero "
+        "(run again with --debug for the traceback)"
+    ]
+    assert stdout == ""
+    code, stdout, stderr = run("status", "--output", "json")
+    assert (code, json.loads(stdout)["exit_code"]) == (3, 3)
+    code, _, stderr = run("--debug", "status")
+    assert code == 3
+    assert "Traceback (most recent call last)" in stderr
+    assert 'raise ZeroDivisionError("division by zero")' in stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", NOW - timedelta(minutes=30)),
+        ("24h", NOW - timedelta(hours=24)),
+        ("7d", NOW - timedelta(days=7)),
+        ("2w", NOW - timedelta(weeks=2)),
+        ("2026-01-31", datetime(2026, 1, 31, tzinfo=UTC)),
+        ("2026-02-01T10:30:00+01:00", datetime(2026, 2, 1, 9, 30, tzinfo=UTC)),
+    ],
+)
+def test_since_takes_a_duration_or_a_date(text: str, expected: datetime) -> None:
+    assert cli.parse_since(text, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("yesterday", "give 30m, 24h"), ("2026-03-01", "in the future"), ("400d", "at most 365 days")],
+)
+def test_since_refuses_what_it_cannot_read(text: str, message: str) -> None:
+    with pytest.raises(cli.CliError, match=message):
+        cli.parse_since(text, NOW)
 
 
 def test_ages_read_at_a_glance() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shlex
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -108,7 +110,7 @@ def test_status_and_check_exit_0_when_everything_is_fresh(bed: Bed, unique_repo:
 # -- check ---------------------------------------------------------------------------------------------
 
 
-def test_check_reports_per_tag_and_a_summary_and_exits_2_on_a_missing_upstream(
+def test_check_reports_per_tag_and_a_summary_and_exits_1_on_a_missing_upstream(
     bed: Bed, unique_repo: str
 ) -> None:
     name, _, new = make_stale(bed, unique_repo, "stale")
@@ -119,18 +121,19 @@ def test_check_reports_per_tag_and_a_summary_and_exits_2_on_a_missing_upstream(
 
     result = bed.cli("check")
 
-    assert result.code == 2
-    assert line_of(result.out, f"{name}:stale").split()[:2] == ["stale", "(would"]
+    assert result.code == 1
+    assert line_of(result.out, f"{name}:stale").split()[0] == "stale"
     assert short_digest(new.digest) in line_of(result.out, f"{name}:stale")
     assert line_of(result.out, f"{gone}:old").startswith("upstream_missing")
     assert "2 tags: 1 stale, 1 upstream_missing" in result.out
-    assert "dry run: nothing written" in result.out
+    assert "dry run" not in result.out + result.err, "a read-only command says nothing about dry runs"
+    assert "would" not in result.out
     assert result.writes == []
     assert bed.snapshot() == before
 
     doc = bed.cli("check", "--output", "json").json()
-    assert doc["exit_code"] == 2
-    assert doc["dry_run"] is True
+    assert doc["exit_code"] == 1
+    assert "dry_run" not in doc
     assert doc["summary"] == {"stale": 1, "upstream_missing": 1}
 
 
@@ -184,7 +187,7 @@ def test_refresh_of_one_tag_replaces_it_and_keeps_the_old_image_under_a_backup_t
 
     result = bed.cli("refresh", f"{name}:one")
 
-    assert result.code == 1, result.err
+    assert result.code == 0, result.err  # the tag is fresh now
     assert line_of(result.out, f"{name}:one").split()[0] == "refreshed"
     assert f"{name}:two" not in result.out
     tags = bed.tags(name)
@@ -205,7 +208,7 @@ def test_refresh_of_a_repository_refreshes_every_stale_tag_then_has_nothing_to_d
 
     doc = bed.cli("refresh", name, "--output", "json").json()
 
-    assert doc["exit_code"] == 1
+    assert doc["exit_code"] == 0
     assert {t["tag"]: t["outcome"] for t in doc["tags"]} == {"a": "refreshed", "b": "refreshed", "c": "fresh"}
     assert bed.tags(name)["a"] == new_a.digest
     assert bed.tags(name)["b"] == new_b.digest
@@ -233,13 +236,13 @@ def test_refresh_dry_run_says_what_it_would_do_and_writes_nothing(bed: Bed, uniq
     assert bed.emulator.import_count(name) == imports
 
 
-def test_a_failed_refresh_puts_the_old_image_back_and_exits_2(bed: Bed, unique_repo: str) -> None:
+def test_a_failed_refresh_puts_the_old_image_back_and_exits_1(bed: Bed, unique_repo: str) -> None:
     name, old, _ = make_stale(bed, unique_repo, "v")
     bed.emulator.fail_next_import("UpstreamAccessDenied", repository=name, tag="v")
 
     result = bed.cli("refresh", f"{name}:v")
 
-    assert result.code == 2
+    assert result.code == 1
     line = line_of(result.out, f"{name}:v")
     assert line.startswith("refresh_failed")
     assert "import" in line
@@ -268,7 +271,7 @@ def test_refresh_refuses_what_is_not_a_cached_tag(bed: Bed, target: str, message
 
 def test_rollback_restores_the_generation_a_refresh_kept(bed: Bed, unique_repo: str) -> None:
     name, old, new = make_stale(bed, unique_repo, "v")
-    assert bed.cli("refresh", f"{name}:v").code == 1
+    assert bed.cli("refresh", f"{name}:v").code == 0
     (backup,) = [t for t in bed.tags(name) if is_backup_tag(t)]
     status = bed.cli("status", "--output", "json").json()
     assert status["tags"][0]["backups"] == [backup]
@@ -282,7 +285,7 @@ def test_rollback_restores_the_generation_a_refresh_kept(bed: Bed, unique_repo: 
     assert bed.tags(name)["v"] == new.digest
 
     done = bed.cli("rollback", f"{name}:v", "--output", "json")
-    assert done.code == 1, done.err
+    assert done.code == 0, done.err
     doc = done.json()
     assert doc["ok"] is True
     assert (doc["from_digest"], doc["to_digest"], doc["backup_tag"]) == (new.digest, old.digest, backup)
@@ -313,7 +316,7 @@ def test_warm_caches_an_absent_image_and_warms_every_layer_of_every_platform(
 
     result = bed.cli("warm", f"{name}:1.0")
 
-    assert result.code == 1, result.err
+    assert result.code == 0, result.err
     assert result.out.startswith(f"cached {name}:1.0 {short_digest(image.digest)}")
     assert "linux/amd64, linux/arm64" in result.out
     assert bed.tags(name) == {"1.0": image.digest}
@@ -350,17 +353,17 @@ def test_warm_dry_run_asks_upstream_and_writes_nothing(bed: Bed, unique_repo: st
     assert stale.code == 1
     assert f"ptc-sync refresh {name}:moved" in stale.out
     missing = bed.cli("warm", f"{name}:nope", "--dry-run")
-    assert missing.code == 2
+    assert missing.code == 2, "the upstream tag is missing"
     assert "404" in missing.err
     assert [r.writes for r in (fresh, stale, missing)] == [[], [], []]
 
 
-def test_a_failed_warm_exits_2_with_the_reason(bed: Bed, unique_repo: str) -> None:
+def test_a_failed_warm_exits_1_with_the_reason(bed: Bed, unique_repo: str) -> None:
     bed.pusher.push_image(unique_repo, "v")
     name = f"ecr-public/{unique_repo}"
     bed.emulator.fail_next_import("UpstreamAccessDenied", repository=name, tag="v")
     result = bed.cli("warm", f"{name}:v")
-    assert result.code == 2
+    assert result.code == 1
     assert "failed at import" in result.err
     assert "UpstreamAccessDenied" in result.err
 
@@ -387,3 +390,50 @@ def test_warm_refuses_anything_but_a_cached_repository_name_under_a_rule(
     assert message in result.err
     assert result.writes == []
     assert bed.emulator.upstream_fetches == []
+
+
+# -- --output text and shell completion ------------------------------------------------------------------
+
+
+def test_output_text_is_one_tab_separated_record_a_tag_with_full_digests(bed: Bed, unique_repo: str) -> None:
+    name, old, new = make_stale(bed, unique_repo, "stale")
+    _, fresh = make_fresh(bed, unique_repo, "fresh")
+
+    status = bed.cli("status", "--output", "text")
+
+    assert status.code == 1, status.err
+    records = sorted(line.split("\t") for line in status.out.splitlines())
+    assert records == [
+        [f"{name}:fresh", fresh.digest, fresh.digest, f"{PUSHED_DAYS_AGO}d00h", "fresh", ""],
+        [f"{name}:stale", old.digest, new.digest, f"{PUSHED_DAYS_AGO}d00h", "stale", ""],
+    ]
+    check = bed.cli("check", "--output", "text")
+    assert sorted(line.split("\t")[:2] for line in check.out.splitlines()) == [
+        ["fresh", f"{name}:fresh"],
+        ["stale", f"{name}:stale"],
+    ]
+
+
+def completions(script: str, *words: str) -> list[str]:
+    """What bash offers after ``ptc-sync WORDS`` with the completion script loaded."""
+    quoted = " ".join(shlex.quote(w) for w in ["ptc-sync", *words])
+    call = f'COMP_WORDS=({quoted}); COMP_CWORD={len(words)}; _ptc_sync; printf "%s\\n" "${{COMPREPLY[@]}}"'
+    program = f"{script}\n{call}"
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True, timeout=30)
+    return [w for w in done.stdout.splitlines() if w]
+
+
+def test_completion_prints_a_bash_script_that_completes_commands_options_and_values() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["completion", "bash"]) == 0
+    script = out.getvalue()
+    assert "complete -F _ptc_sync ptc-sync" in script
+    assert completions(script, "ch") == ["check"]
+    assert completions(script, "r") == ["refresh", "rollback", "runs"]
+    assert "--output" in completions(script, "check", "--ou")
+    assert completions(script, "check", "--output", "") == ["table", "text", "json"]
+    assert completions(script, "refresh", "x", "--dr") == ["--dry-run"]
+    assert completions(script, "history", "--si") == ["--since"]
+    assert completions(script, "status", "--endpoint") == [], "test-only options stay hidden"
+    assert "bash" in completions(script, "completion", "")

@@ -1,29 +1,35 @@
-"""``ptc-sync``: the operator CLI (status, check, refresh, rollback, warm).
+"""``ptc-sync``: the operator CLI (status, check, refresh, rollback, warm, history, runs, completion).
 
 Works with ordinary AWS credentials (``--profile``, ``--region``, the environment) and, for tests and
 demos, against the local testbed (``--endpoint-url`` of a moto server, ``--upstream-override`` to
-loopback registries). Everything is built by ``wiring.build_app`` and every decision is the engine's
-or the refresher's: this module picks the scope from the arguments, calls them and prints.
+loopback registries; both hidden from help). Everything is built by ``wiring.build_app`` and every
+decision is the engine's or the refresher's: this module picks the scope from the arguments, calls
+them and prints.
 
-Exit codes: 0 nothing to do (every tag in scope fresh, nothing changed), 1 something is stale or was
-changed (with ``--dry-run``: would be), 2 errors (a failed check or refresh, a refused argument).
+Exit codes (``cli_output.EXIT_CODES``): 0 fresh (or a write did what it was asked), 1 stale or
+failed, 2 usage or missing (a refused argument; a rule, tag, backup, run or table that is not
+there), 3 crash (an unexpected exception: one line on stderr, the traceback only with ``--debug``).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import ipaddress
+import os
 import re
+import shlex
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
 import boto3
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError, ProfileNotFound
 from pydantic import ValidationError
 
 from ptc_sync import __version__
@@ -41,10 +47,12 @@ from ptc_sync.models import (
 )
 from ptc_sync.refresh import is_backup_tag
 from ptc_sync.registry import RegistryClient
-from ptc_sync.registry.errors import RegistryError
+from ptc_sync.registry.errors import NotFoundError, RegistryError
 from ptc_sync.settings import SyncSettings
+from ptc_sync.state import Change, RunProgress, StateError, StateStore
 from ptc_sync.upstream import UpstreamMappingError, upstream_for
 from ptc_sync.wiring import App, build_app
+from ptc_sync.work import RUN_ID_RE
 
 PROG: Final = "ptc-sync"
 PROGRESS_DELAY = 0.5  # seconds a scan runs before the progress line appears (TTY only)
@@ -73,7 +81,7 @@ SETTING_FLAGS: Final = {
 
 
 class CliError(Exception):
-    """A refused argument or an operation that cannot go on; printed, exit code 2."""
+    """A refused argument, or something named that is not there; printed, exit code 2."""
 
 
 # -- names --------------------------------------------------------------------------------------------
@@ -179,6 +187,10 @@ class Context:
         return bool(self.args.output == "json")
 
     @property
+    def text(self) -> bool:
+        return bool(self.args.output == "text")
+
+    @property
     def dry_run(self) -> bool:
         return bool(getattr(self.args, "dry_run", False))
 
@@ -216,6 +228,16 @@ class Context:
 
     def say(self, text: str) -> None:
         self.stdout.write(text + "\n")
+
+    def rows(
+        self, headers: Sequence[str], table_rows: Sequence[Sequence[str]], text_rows: Sequence[Sequence[str]]
+    ) -> None:
+        """A table under its headers, or with --output text one tab-separated record a line."""
+        if self.text:
+            if text_rows:
+                self.say(out.text_rows(text_rows))
+        elif table_rows:
+            self.say(out.table(headers, table_rows))
 
     def warn(self, text: str) -> None:
         self.stderr.write(f"{PROG}: {text}\n")
@@ -302,11 +324,13 @@ def _sorted(results: Iterable[TagResult]) -> list[TagResult]:
     return sorted(results, key=lambda r: (r.repository, r.tag))
 
 
-def _report_doc(command: str, report: RunReport, results: list[TagResult], code: int) -> dict[str, Any]:
+def _report_doc(
+    command: str, report: RunReport, results: list[TagResult], code: int, *, read_only: bool
+) -> dict[str, Any]:
     return {
         "command": command,
         "region": report.region,
-        "dry_run": report.dry_run,
+        **({} if read_only else {"dry_run": report.dry_run}),
         "exit_code": code,
         "summary": out.summary_counts(results),
         "errors": list(report.errors),
@@ -315,7 +339,11 @@ def _report_doc(command: str, report: RunReport, results: list[TagResult], code:
     }
 
 
-def _footer(ctx: Context, report: RunReport, results: list[TagResult]) -> None:
+def _footer(ctx: Context, report: RunReport, results: list[TagResult], *, read_only: bool) -> None:
+    for error in report.errors:
+        ctx.warn(f"error: {error}")
+    if ctx.text:  # records only: the summary is the records
+        return
     ctx.say(out.summary_line(out.summary_counts(r for r in results if r.outcome is not Outcome.SKIPPED)))
     skipped = sum(1 for r in results if r.outcome is Outcome.SKIPPED)
     if skipped:
@@ -324,17 +352,25 @@ def _footer(ctx: Context, report: RunReport, results: list[TagResult]) -> None:
         line = out.rate_limit_line(status)
         if line:
             ctx.say(line)
-    if report.dry_run:
+    if report.dry_run and not read_only:
         ctx.say("dry run: nothing written")
-    for error in report.errors:
-        ctx.warn(f"error: {error}")
 
 
 # -- commands -----------------------------------------------------------------------------------------
 
 
+def _require_rules(app: App) -> None:
+    """A scan needs a rule in scope: none (or a --rule naming none) is a missing rule, exit 2."""
+    if not app.engine.rules():
+        prefixes = app.settings.rule_prefixes
+        raise CliError(
+            "no pull-through cache rules" + (f" match --rule {', '.join(prefixes)}" if prefixes else "")
+        )
+
+
 def cmd_status(ctx: Context) -> int:
     with _opened(ctx.app(**_scope(ctx.args))) as app, ctx.progress() as progress:
+        _require_rules(app)
         progress.phase("discovering cached tags")
         found = app.engine.discover()  # for push times, pull times and backups; the run decides outcomes
         report = _run(app, progress, dry_run=True)
@@ -354,7 +390,7 @@ def cmd_status(ctx: Context) -> int:
         return (now - tag.pushed_at).total_seconds() if tag and tag.pushed_at else None
 
     if ctx.json:
-        doc = _report_doc("status", report, results, code)
+        doc = _report_doc("status", report, results, code, read_only=True)
         for entry, result in zip(doc["tags"], results, strict=True):
             tag = seen(result)
             entry["pushed_at"] = out.iso(tag.pushed_at if tag else None)
@@ -364,50 +400,60 @@ def cmd_status(ctx: Context) -> int:
             entry["backups"] = sorted(found.backups.get((result.repository, result.tag), []))
         out.dump_json(doc, ctx.stdout)
         return code
-    rows = [
-        [
+    shown = [r for r in results if r.outcome is not Outcome.SKIPPED]
+
+    def row(r: TagResult, digest: Callable[[str | None], str]) -> list[str]:
+        note = "" if r.reason == "dry run" else r.reason
+        return [
             r.image,
-            out.digest(r.cached_digest),
-            out.digest(r.upstream_digest),
+            digest(r.cached_digest),
+            digest(r.upstream_digest),
             out.age(age_of(r)),
             r.outcome.value,
-            "" if r.reason == "dry run" else r.reason,
+            note,
         ]
-        for r in results
-        if r.outcome is not Outcome.SKIPPED
-    ]
-    if rows:
-        ctx.say(out.table(["IMAGE", "CACHED", "UPSTREAM", "AGE", "OUTCOME", "NOTE"], rows))
-    _footer(ctx, report, results)
+
+    ctx.rows(
+        ["IMAGE", "CACHED", "UPSTREAM", "AGE", "OUTCOME", "NOTE"],
+        [row(r, out.digest) for r in shown],
+        [row(r, _full) for r in shown],
+    )
+    _footer(ctx, report, results, read_only=True)
     return code
 
 
-def _print_run(ctx: Context, command: str, report: RunReport, results: list[TagResult]) -> int:
+def _full(value: str | None) -> str:
+    return value or "-"
+
+
+def _print_run(
+    ctx: Context, command: str, report: RunReport, results: list[TagResult], *, read_only: bool
+) -> int:
     code = out.exit_code(results, report.errors)
     if ctx.json:
-        out.dump_json(_report_doc(command, report, results, code), ctx.stdout)
+        out.dump_json(_report_doc(command, report, results, code, read_only=read_only), ctx.stdout)
         return code
-    rows = [
-        [
-            out.outcome_label(r, report.dry_run),
-            r.image,
-            out.digest(r.cached_digest),
-            out.digest(r.upstream_digest),
-            ", ".join(r.platforms) or ("" if r.reason == "dry run" else r.reason),
-        ]
-        for r in results
-        if r.outcome is not Outcome.SKIPPED
-    ]
-    if rows:
-        ctx.say(out.table(["OUTCOME", "IMAGE", "CACHED", "UPSTREAM", "NOTE"], rows))
-    _footer(ctx, report, results)
+    shown = [r for r in results if r.outcome is not Outcome.SKIPPED]
+
+    def row(r: TagResult, digest: Callable[[str | None], str]) -> list[str]:
+        note = ", ".join(r.platforms) or ("" if r.reason == "dry run" else r.reason)
+        label = out.outcome_label(r, would_refresh=report.dry_run and not read_only)
+        return [label, r.image, digest(r.cached_digest), digest(r.upstream_digest), note]
+
+    ctx.rows(
+        ["OUTCOME", "IMAGE", "CACHED", "UPSTREAM", "NOTE"],
+        [row(r, out.digest) for r in shown],
+        [row(r, _full) for r in shown],
+    )
+    _footer(ctx, report, results, read_only=read_only)
     return code
 
 
 def cmd_check(ctx: Context) -> int:
     with _opened(ctx.app(**_scope(ctx.args))) as app, ctx.progress() as progress:
+        _require_rules(app)
         report = _run(app, progress, dry_run=True)
-    return _print_run(ctx, "check", report, _sorted(report.results))
+    return _print_run(ctx, "check", report, _sorted(report.results), read_only=True)
 
 
 def cmd_refresh(ctx: Context) -> int:
@@ -425,14 +471,14 @@ def cmd_refresh(ctx: Context) -> int:
     results = _sorted(r for r in report.results if r.repository == name.repository)
     if not report.errors and not any(r.outcome is not Outcome.SKIPPED for r in results):
         raise CliError(f"no cached tag {name} in ECR" if name.tag else f"{name} has no cached tags in ECR")
-    return _print_run(ctx, "refresh", report, results)
+    return _print_run(ctx, "refresh", report, results, read_only=False)
 
 
 def _print_action(ctx: Context, doc: dict[str, Any], line: str) -> int:
     code = int(doc["exit_code"])
     if ctx.json:
         out.dump_json(doc, ctx.stdout)
-    elif code == out.EXIT_ERROR:
+    elif doc.get("ok") is False:
         ctx.warn(line)
     else:
         ctx.say(line)
@@ -471,7 +517,7 @@ def cmd_rollback(ctx: Context) -> int:
                 raise CliError(f"backup tag {newest} is gone")
             changes = target != current
             doc |= {"ok": True, "to_digest": target, "changed": False, "would_change": changes}
-            doc["exit_code"] = out.EXIT_CHANGED if changes else out.EXIT_OK
+            doc["exit_code"] = out.EXIT_STALE if changes else out.EXIT_OK
             line = (
                 f"would roll back {name}: {out.digest(current)} -> {out.digest(target)} (from {newest})"
                 if changes
@@ -482,9 +528,9 @@ def cmd_rollback(ctx: Context) -> int:
     changed = result.ok and result.new_digest != current
     doc |= {"ok": result.ok, "to_digest": result.new_digest, "changed": changed, "reason": result.reason}
     if not result.ok:
-        doc["exit_code"] = out.EXIT_ERROR
+        doc["exit_code"] = out.EXIT_STALE
         return _print_action(ctx, doc, f"rollback of {name} failed at {result.failed_step}: {result.reason}")
-    doc["exit_code"] = out.EXIT_CHANGED if changed else out.EXIT_OK
+    doc["exit_code"] = out.EXIT_OK
     line = (
         f"rolled back {name}: {out.digest(current)} -> {out.digest(result.new_digest)} (from {newest})"
         if changed
@@ -523,9 +569,9 @@ def cmd_warm(ctx: Context) -> int:
         "reason": result.reason,
     }
     if not result.ok:
-        doc["exit_code"] = out.EXIT_ERROR
+        doc["exit_code"] = out.EXIT_STALE
         return _print_action(ctx, doc, f"warming {name} failed at {result.failed_step}: {result.reason}")
-    doc["exit_code"] = out.EXIT_CHANGED if doc["imported"] else out.EXIT_OK
+    doc["exit_code"] = out.EXIT_OK
     what = "cached" if doc["imported"] else "already cached"
     platforms = f", {', '.join(result.platforms)}" if result.platforms else ""
     line = f"{what} {name} {out.digest(result.new_digest)}: {result.blobs_warmed} blobs warm{platforms}"
@@ -545,22 +591,267 @@ def _warm_plan(
     try:
         resolved = app.registry.resolve_digest(upstream, str(name.tag))
     except RegistryError as exc:
-        doc |= {"ok": False, "reason": str(exc), "exit_code": out.EXIT_ERROR}
+        code = out.EXIT_USAGE if isinstance(exc, NotFoundError) else out.EXIT_STALE
+        doc |= {"ok": False, "reason": str(exc), "exit_code": code}
         return _print_action(ctx, doc, f"cannot warm {name}: {exc}")
     doc |= {"ok": True, "upstream_digest": resolved.digest}
     if current is None:
-        doc["exit_code"] = out.EXIT_CHANGED
+        doc["exit_code"] = out.EXIT_STALE
         line = f"would cache {name} from {upstream}:{name.tag} ({out.digest(resolved.digest)}) and warm it"
     elif current == resolved.digest:
         doc["exit_code"] = out.EXIT_OK
         line = f"{name} is cached and fresh ({out.digest(current)}); would warm its layers"
     else:
-        doc["exit_code"] = out.EXIT_CHANGED
+        doc["exit_code"] = out.EXIT_STALE
         line = (
             f"{name} is cached as {out.digest(current)} but upstream has {out.digest(resolved.digest)}: "
             f"warm keeps the cached image, `{PROG} refresh {name}` replaces it"
         )
     return _print_action(ctx, doc, line + "; dry run: nothing written")
+
+
+# -- history and runs: the state table ----------------------------------------------------------------
+
+MAX_SINCE: Final = timedelta(days=366)  # HistoryDays is at most 365: nothing older is kept
+DURATION_RE: Final = re.compile(r"^(\d+)([mhdw])$")
+UNITS: Final = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``30m``, ``24h``, ``7d``, ``2w`` back from now, or an ISO date or time (UTC unless it says)."""
+    raw = text.strip()
+    if m := DURATION_RE.fullmatch(raw):
+        since = now - timedelta(**{UNITS[m.group(2)]: int(m.group(1))})
+    else:
+        try:
+            since = datetime.fromisoformat(raw)
+        except ValueError:
+            raise CliError(f"--since {text!r}: give 30m, 24h, 7d, 2w or a date such as 2026-01-31") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    if since > now:
+        raise CliError(f"--since {text!r} is in the future")
+    if now - since > MAX_SINCE:
+        raise CliError(f"--since {text!r}: the state table keeps at most 365 days (HistoryDays)")
+    return since
+
+
+def _state(ctx: Context, app: App) -> StateStore:
+    if app.state is None:  # pragma: no cover - _state_app always names a table
+        raise CliError("no state table")
+    return app.state
+
+
+def _state_app(ctx: Context) -> App:
+    table = ctx.args.table
+    if not table:
+        raise CliError("give --table NAME (the stack's StateTableName output) or set PTC_TABLE_NAME")
+    return ctx.app(table_name=table)
+
+
+def _minute(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}Z"
+
+
+def cmd_history(ctx: Context) -> int:
+    now = datetime.now(UTC)
+    since = parse_since(ctx.args.since, now)
+    patterns = ctx.args.repository or ()
+    with _opened(_state_app(ctx)) as app:
+        changes = _state(ctx, app).changes_since(since, now)
+    if patterns:
+        changes = [c for c in changes if any(fnmatch.fnmatchcase(c.result.repository, p) for p in patterns)]
+    if ctx.json:
+        doc = {
+            "command": "history",
+            "since": since.isoformat(),
+            "until": now.isoformat(),
+            "exit_code": out.EXIT_OK,
+            "changes": [
+                {"at": c.at.isoformat(), "run_id": c.run_id, **out.result_doc(c.result)} for c in changes
+            ],
+        }
+        out.dump_json(doc, ctx.stdout)
+        return out.EXIT_OK
+
+    def row(c: Change, digest: Callable[[str | None], str], at: str) -> list[str]:
+        r = c.result
+        return [
+            at,
+            c.run_id,
+            r.outcome.value,
+            r.image,
+            digest(r.cached_digest),
+            digest(r.upstream_digest),
+            r.reason,
+        ]
+
+    ctx.rows(
+        ["AT", "RUN", "OUTCOME", "IMAGE", "FROM", "TO", "NOTE"],
+        [row(c, out.digest, _minute(c.at)) for c in changes],
+        [row(c, _full, c.at.isoformat()) for c in changes],
+    )
+    if not ctx.text:
+        counts = out.summary_counts(c.result for c in changes)
+        what = ", ".join(f"{n} {name}" for name, n in counts.items()) or "no refreshes or failures"
+        ctx.say(f"{what} since {_minute(since)}")
+    return out.EXIT_OK
+
+
+def _progress_doc(p: RunProgress) -> dict[str, Any]:
+    return {
+        "run_id": p.run_id,
+        "started_at": p.started_at.isoformat(),
+        "expected": p.expected,
+        "done": p.done,
+        "complete": p.complete,
+        "summary": p.totals(),
+    }
+
+
+def _progress_cells(p: RunProgress) -> list[str]:
+    counts = ", ".join(f"{n} {name}" for name, n in p.totals().items())
+    return [
+        p.run_id,
+        _minute(p.started_at),
+        f"{p.done}/{p.expected}",
+        "complete" if p.complete else "running",
+        counts,
+    ]
+
+
+def cmd_runs(ctx: Context) -> int:
+    if ctx.args.run_id:
+        return _show_run(ctx, ctx.args.run_id)
+    now = datetime.now(UTC)
+    since = parse_since(ctx.args.since, now)
+    with _opened(_state_app(ctx)) as app:
+        state = _state(ctx, app)
+        run_ids = list(dict.fromkeys(c.run_id for c in reversed(state.changes_since(since, now)) if c.run_id))
+        runs = [p for run_id in run_ids if (p := state.run_progress(run_id)) is not None]
+    runs.sort(key=lambda p: p.started_at, reverse=True)
+    if ctx.json:
+        doc = {
+            "command": "runs",
+            "since": since.isoformat(),
+            "exit_code": out.EXIT_OK,
+            "runs": [_progress_doc(p) for p in runs],
+        }
+        out.dump_json(doc, ctx.stdout)
+        return out.EXIT_OK
+    cells = [_progress_cells(p) for p in runs]
+    ctx.rows(["RUN", "STARTED", "TAGS", "STATE", "OUTCOMES"], cells, cells)
+    if not ctx.text:
+        ctx.say(
+            f"{len(runs)} run{'s' if len(runs) != 1 else ''} with a refresh or a failure since "
+            f"{_minute(since)}; `{PROG} runs RUN_ID` for one run's tags"
+        )
+    return out.EXIT_OK
+
+
+def _show_run(ctx: Context, run_id: str) -> int:
+    if not re.fullmatch(RUN_ID_RE, run_id):
+        raise CliError(f"{run_id!r} is not a run id")
+    with _opened(_state_app(ctx)) as app:
+        state = _state(ctx, app)
+        progress = state.run_progress(run_id)
+        if progress is None:
+            raise CliError(f"no run {run_id} in {ctx.args.table} (runs are kept for HistoryDays)")
+        results = _sorted(r for r in state.run_results(run_id) if r.repository)
+    if ctx.json:
+        doc = {
+            "command": "runs",
+            "exit_code": out.EXIT_OK,
+            "run": _progress_doc(progress),
+            "tags": [out.result_doc(r) for r in results],
+        }
+        out.dump_json(doc, ctx.stdout)
+        return out.EXIT_OK
+    if ctx.text:
+        ctx.say(out.text_rows([_progress_cells(progress)]))
+    else:
+        ctx.say(out.table(["RUN", "STARTED", "TAGS", "STATE", "OUTCOMES"], [_progress_cells(progress)]))
+        ctx.say("")
+
+    def row(r: TagResult, digest: Callable[[str | None], str]) -> list[str]:
+        return [r.outcome.value, r.image, digest(r.cached_digest), digest(r.upstream_digest), r.reason]
+
+    ctx.rows(
+        ["OUTCOME", "IMAGE", "CACHED", "UPSTREAM", "NOTE"],
+        [row(r, out.digest) for r in results],
+        [row(r, _full) for r in results],
+    )
+    return out.EXIT_OK
+
+
+# -- shell completion ---------------------------------------------------------------------------------
+
+
+def _visible_words(parser: argparse.ArgumentParser) -> tuple[list[str], dict[str, list[str]]]:
+    """What help shows (options, and the values of a positional with choices), and the values of
+    each option that takes one of a few."""
+    words: list[str] = []
+    values: dict[str, list[str]] = {}
+    for action in parser._actions:  # argparse has no public walk of its actions
+        if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
+            continue
+        choices = [str(c) for c in action.choices or ()]
+        if not action.option_strings:
+            words.extend(choices)
+            continue
+        words.extend(action.option_strings)
+        for flag in action.option_strings:
+            if choices:
+                values[flag] = choices
+    return words, values
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def bash_completion(parser: argparse.ArgumentParser) -> str:
+    """A bash completion function for every command and visible option (``complete -F``)."""
+    commands = _commands(parser)
+    top, values = _visible_words(parser)
+    cases = []
+    for name, sub in commands.items():
+        words, sub_values = _visible_words(sub)
+        values |= sub_values
+        cases.append(f"        {name}) words={shlex.quote(' '.join(words))} ;;")
+    value_cases = [
+        f'        {flag}) COMPREPLY=($(compgen -W {shlex.quote(" ".join(v))} -- "$cur")); return ;;'
+        for flag, v in sorted(values.items())
+    ]
+    nl = "\n"
+    return f"""# bash completion for {PROG}: eval "$({PROG} completion bash)", or save the output as
+# ~/.local/share/bash-completion/completions/{PROG}
+_ptc_sync() {{
+    local cur=${{COMP_WORDS[COMP_CWORD]}} prev=${{COMP_WORDS[COMP_CWORD-1]}} command="" words i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case ${{COMP_WORDS[i]}} in
+            {"|".join(commands)}) command=${{COMP_WORDS[i]}}; break ;;
+        esac
+    done
+    case $prev in
+{nl.join(value_cases)}
+    esac
+    case $command in
+{nl.join(cases)}
+        *) words={shlex.quote(" ".join([*commands, *top]))} ;;
+    esac
+    COMPREPLY=($(compgen -W "$words" -- "$cur"))
+}}
+complete -F _ptc_sync {PROG}
+"""
+
+
+def cmd_completion(ctx: Context) -> int:
+    ctx.stdout.write(bash_completion(build_parser()))
+    return out.EXIT_OK
 
 
 # -- arguments ----------------------------------------------------------------------------------------
@@ -579,11 +870,12 @@ examples:
   {PROG} refresh docker-hub/library/alpine:3.20 --dry-run
   {PROG} rollback docker-hub/library/alpine:3.20
   {PROG} warm {EXAMPLE}
+  {PROG} history --since 7d --table STATE_TABLE
+  {PROG} runs --table STATE_TABLE
+  eval "$({PROG} completion bash)"
 
 exit codes:
-  0  nothing to do: every tag in scope is fresh, nothing changed
-  1  something is stale, or was changed (with --dry-run: would be)
-  2  errors: a failed check, refresh, rollback or warm; a refused argument
+{out.exit_codes_help()}
 """
 
 
@@ -597,27 +889,23 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     aws.add_argument("--profile", default=default(None), help="AWS profile (default: the environment's)")
     aws.add_argument("--region", default=default(None), help="AWS region (default: the profile's)")
     aws.add_argument(
-        "--output", choices=("table", "json"), default=default("table"), help="output format (table)"
+        "--output",
+        choices=("table", "text", "json"),
+        default=default("table"),
+        help="table (aligned, with a summary), text (tab-separated records, no header) or json",
     )
-    testbed = parser.add_argument_group(
-        "local testbed (tests and demos only)",
-        "Point the CLI at a local moto server and loopback registries instead of AWS\n"
-        "and the real upstream registries. Not for production accounts.",
+    aws.add_argument(
+        "--debug", action="store_true", default=default(False), help="print the traceback of a crash (exit 3)"
     )
-    testbed.add_argument(
-        "--endpoint-url",
-        default=default(None),
-        metavar="URL",
-        help="AWS endpoint for every service, e.g. a moto server on http://127.0.0.1:PORT "
-        "(plain http only on loopback)",
-    )
-    testbed.add_argument(
+    # the local testbed (tests and demos only): a moto server and loopback registries instead of AWS
+    # and the real upstream registries. Accepted everywhere, shown nowhere: not for production accounts.
+    parser.add_argument("--endpoint-url", default=default(None), metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument(
         "--upstream-override",
         action="append",
         default=default(None),
         metavar="HOST=URL",
-        help="send an upstream registry host to a loopback registry, e.g. "
-        "registry-1.docker.io=http://127.0.0.1:5000 (repeatable; loopback URLs only)",
+        help=argparse.SUPPRESS,
     )
 
 
@@ -653,6 +941,22 @@ def _write_options(parser: argparse.ArgumentParser, *, verify: bool, generations
             metavar="N",
             help="previous images kept under backup tags, as the stack's KeepGenerations (1)",
         )
+
+
+def _state_options(parser: argparse.ArgumentParser, *, since: str) -> None:
+    state = parser.add_argument_group("state table")
+    state.add_argument(
+        "--table",
+        default=os.environ.get("PTC_TABLE_NAME"),
+        metavar="NAME",
+        help="the stack's StateTableName output (default: $PTC_TABLE_NAME)",
+    )
+    state.add_argument(
+        "--since",
+        default=since,
+        metavar="WHEN",
+        help=f"30m, 24h, 7d, 2w back from now, or an ISO date or time, UTC unless it says ({since})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -702,7 +1006,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     warm.add_argument("image", metavar="REPO:TAG", help=f"cached repository name and tag, e.g. {EXAMPLE}")
     _write_options(warm, verify=True, generations=False)
+    history = command(
+        "history", "refreshes and failures the stack recorded in its state table (no writes)", cmd_history
+    )
+    _state_options(history, since="24h")
+    history.add_argument(
+        "--repository", action="append", metavar="PATTERN", help="only repositories matching (repeatable)"
+    )
+    runs = command(
+        "runs",
+        "the stack's runs with a refresh or a failure, or one run's tags (no writes)",
+        cmd_runs,
+    )
+    _state_options(runs, since="7d")
+    runs.add_argument(
+        "run_id", nargs="?", metavar="RUN_ID", help="one run: its progress and every tag it named"
+    )
+    completion = command("completion", "print a shell completion script", cmd_completion)
+    completion.add_argument("shell", choices=("bash",), help="the shell (bash; zsh through bashcompinit)")
     return parser
+
+
+def _fail(ctx: Context, command: str, code: int, message: str) -> int:
+    if ctx.json:
+        out.dump_json({"command": command, "exit_code": code, "error": message}, ctx.stdout)
+    ctx.warn(f"error: {message}")
+    return code
+
+
+def error_exit_code(exc: Exception) -> int | None:
+    """2 for a refused argument or something missing, 1 for a failure; None for a crash."""
+    missing = (
+        isinstance(exc, (CliError, NotFoundError, NoCredentialsError, NoRegionError, ProfileNotFound))
+        or (isinstance(exc, EcrError) and exc.not_found)
+        or (isinstance(exc, StateError) and exc.code == "ResourceNotFoundException")
+    )
+    if missing:
+        return out.EXIT_USAGE
+    # the account, the registry or the network said no: a failed step, as a failed refresh
+    if isinstance(exc, (EcrError, RegistryError, StateError, BotoCoreError)):
+        return out.EXIT_STALE
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -710,21 +1054,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return out.EXIT_ERROR
+        return out.EXIT_USAGE
     ctx = Context(args, sys.stdout, sys.stderr)
     handler: Callable[[Context], int] = args.handler
     try:
         return handler(ctx)
-    except (CliError, EcrError, RegistryError) as exc:
-        if ctx.json:
-            out.dump_json(
-                {"command": args.command, "exit_code": out.EXIT_ERROR, "error": str(exc)}, ctx.stdout
-            )
-        ctx.warn(f"error: {exc}")
-        return out.EXIT_ERROR
     except KeyboardInterrupt:
         ctx.warn("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - every error ends in one line and its exit code
+        code = error_exit_code(exc)
+        if code is not None:
+            return _fail(ctx, args.command, code, str(exc))
+        if args.debug:
+            traceback.print_exc(file=ctx.stderr)
+        hint = "" if args.debug else " (run again with --debug for the traceback)"
+        return _fail(ctx, args.command, out.EXIT_CRASH, f"{PROG} crashed: {type(exc).__name__}: {exc}{hint}")
 
 
 if __name__ == "__main__":

@@ -18,24 +18,42 @@ from ptc_sync.models import Outcome, RateLimitStatus, TagResult, short_digest
 
 # -- exit codes ---------------------------------------------------------------------------------------
 
-EXIT_OK = 0  # nothing to do: every tag in scope is fresh, nothing was (or would be) changed
-EXIT_CHANGED = 1  # something is stale, or was (with --dry-run: would be) changed
-EXIT_ERROR = 2  # an error: a failed check or refresh, a refused argument, an unreachable account
-
-ERROR_OUTCOMES = frozenset(
-    {Outcome.REFRESH_FAILED, Outcome.UPSTREAM_MISSING, Outcome.UPSTREAM_ERROR, Outcome.RATE_LIMITED}
+EXIT_OK = 0  # fresh: every tag in scope matches upstream, or the command did what it was asked
+EXIT_STALE = 1  # stale or failed: a tag differs from upstream (--dry-run: would change), or a step failed
+EXIT_USAGE = 2  # usage or missing: a refused argument, or what was named does not exist
+EXIT_CRASH = 3  # an unexpected error in ptc-sync itself
+EXIT_CODES = (
+    (EXIT_OK, "fresh: every tag in scope matches upstream, or a write did what it was asked"),
+    (EXIT_STALE, "stale or failed: something is stale (--dry-run: would change), or a step failed"),
+    (
+        EXIT_USAGE,
+        "usage or missing: a refused argument, or the named rule, tag, backup, run or table is not there",
+    ),
+    (EXIT_CRASH, "crash: an unexpected error (one line on stderr; --debug adds the traceback)"),
 )
-CHANGE_OUTCOMES = frozenset({Outcome.STALE, Outcome.REFRESHED, Outcome.IMMUTABLE})
+
+# everything but fresh, refreshed and skipped leaves a tag that differs from upstream or unknown
+NOT_FRESH_OUTCOMES = frozenset(
+    {
+        Outcome.STALE,
+        Outcome.IMMUTABLE,
+        Outcome.REFRESH_FAILED,
+        Outcome.UPSTREAM_MISSING,
+        Outcome.UPSTREAM_ERROR,
+        Outcome.RATE_LIMITED,
+    }
+)
 
 
 def exit_code(results: Iterable[TagResult], errors: Sequence[str] = ()) -> int:
-    """2 when anything failed, else 1 when anything is stale or was refreshed, else 0."""
-    outcomes = {r.outcome for r in results}
-    if errors or outcomes & ERROR_OUTCOMES:
-        return EXIT_ERROR
-    if outcomes & CHANGE_OUTCOMES:
-        return EXIT_CHANGED
+    """1 when anything is stale or failed (or the run had errors), else 0."""
+    if errors or any(r.outcome in NOT_FRESH_OUTCOMES for r in results):
+        return EXIT_STALE
     return EXIT_OK
+
+
+def exit_codes_help() -> str:
+    return "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES)
 
 
 # -- small formatters ---------------------------------------------------------------------------------
@@ -85,8 +103,8 @@ def summary_line(counts: Mapping[str, int]) -> str:
     return f"{total} tag{'s' if total != 1 else ''}" + (f": {parts}" if parts else "")
 
 
-def outcome_label(result: TagResult, dry_run: bool) -> str:
-    if dry_run and result.outcome is Outcome.STALE and result.reason == "dry run":
+def outcome_label(result: TagResult, would_refresh: bool) -> str:
+    if would_refresh and result.outcome is Outcome.STALE and result.reason == "dry run":
         return "stale (would refresh)"
     return result.outcome.value
 
@@ -124,6 +142,11 @@ def result_doc(result: TagResult) -> dict[str, Any]:
 
 def dump_json(doc: Mapping[str, Any], stream: TextIO) -> None:
     stream.write(json.dumps(doc, indent=2) + "\n")
+
+
+def text_rows(rows: Sequence[Sequence[str]]) -> str:
+    """``--output text``: one record a line, fields tab-separated, no header, for cut/awk/read."""
+    return "\n".join("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row) for row in rows)
 
 
 # -- progress -----------------------------------------------------------------------------------------
