@@ -7,6 +7,8 @@
 - Auth: Bearer challenge flow (anonymous or with the rule's Basic credentials), tokens cached per
   realm/service/scope/principal and shared by workers, several repository scopes per token request
   when preparing a batch, Basic registries, one re-authentication on a 401 with a cached token.
+- A token request goes only to a realm the rule's upstream may name (``auth.realm_refusal``: https,
+  a host name, the upstream itself or a documented realm of its kind).
 - Redirects followed; ``Authorization`` is never sent to another host.
 - Rate-limit headers recorded per upstream host.
 """
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Final, NoReturn
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ptc_sync import __version__
 from ptc_sync import mediatypes as mt
@@ -40,6 +42,7 @@ from ptc_sync.registry.auth import (
     parse_token_response,
     pick_challenge,
     pull_scope,
+    realm_refusal,
 )
 from ptc_sync.registry.concurrency import ResolveResult, resolve_many
 from ptc_sync.registry.errors import (
@@ -49,6 +52,7 @@ from ptc_sync.registry.errors import (
     InvalidReferenceError,
     NotFoundError,
     RateLimitedError,
+    RealmRefusedError,
     RegistryError,
     UnauthorizedError,
     UpstreamUnavailableError,
@@ -454,9 +458,32 @@ class RegistryClient:
                 self._tokens.put(state.realm, state.service, principal, token, self._clock.monotonic())
         return f"Bearer {token.value}", token
 
+    def _check_realm(self, realm: str, ref: UpstreamRef, owner: str) -> None:
+        """Raise RealmRefusedError unless a token request for ``ref`` may go to ``realm``; ``owner`` is
+        the host that challenged (the upstream, or a redirect target asking for an anonymous token)."""
+        parts = urlsplit(realm.strip())
+        refusal = realm_refusal(parts, upstream=owner, kind=ref.kind, aliases=self._router.aliases(parts))
+        if refusal is None:
+            return
+        logger.warning("%s: refused token realm %s (%s)", ref, refusal.realm_host, refusal.reason)
+        raise RealmRefusedError(
+            f"{ref}: token realm on {refusal.realm_host} refused: {refusal.detail}; nothing was sent there",
+            host=ref.host,
+            repository=ref.repository,
+            realm_host=refusal.realm_host,
+            reason=refusal.reason,
+        )
+
     def _fetch_token(
-        self, state: _HostAuth, scopes: Iterable[str], creds: Credentials | None, ref: UpstreamRef
+        self,
+        state: _HostAuth,
+        scopes: Iterable[str],
+        creds: Credentials | None,
+        ref: UpstreamRef,
+        *,
+        owner: str | None = None,
     ) -> BearerToken:
+        self._check_realm(state.realm, ref, owner or ref.host)
         scope_list = list(dict.fromkeys(scopes))
         query: list[tuple[str, str]] = []
         if state.service:
@@ -464,8 +491,9 @@ class RegistryClient:
         query += [("scope", s) for s in scope_list]
         if creds is not None:
             query.append(("account", creds.username))
-        sep = "&" if "?" in state.realm else "?"
-        url = f"{state.realm}{sep}{urlencode(query)}"
+        realm = urlsplit(state.realm.strip())
+        own_query = f"{realm.query}&" if realm.query else ""
+        url = urlunsplit((realm.scheme, realm.netloc, realm.path, own_query + urlencode(query), ""))
         headers = {"Authorization": creds.basic_header()} if creds else {}
         try:
             resp = self._transport.request(
@@ -639,23 +667,25 @@ class RegistryClient:
                 host_key = urlsplit(current).netloc
                 if host_key not in foreign_tried:
                     foreign_tried.add(host_key)
-                    value = self._foreign_token(resp, ref)
+                    value = self._foreign_token(resp, ref, current)
                     if value is not None:
                         foreign_auth[host_key] = value
                         continue
             return resp
 
-    def _foreign_token(self, resp: Response, ref: UpstreamRef) -> str | None:
-        """An anonymous Bearer token for a redirect target that challenged (its own realm and scope)."""
+    def _foreign_token(self, resp: Response, ref: UpstreamRef, current: str) -> str | None:
+        """An anonymous Bearer token for a redirect target that challenged, from a realm that target
+        may name."""
         challenge = self._challenge(resp, ref, "")
         if challenge is None or challenge.scheme != "bearer":
             return None
         scope = challenge.scope or pull_scope(ref.repository)
+        owner = urlsplit(current).netloc.lower().removesuffix(":443")
         state = _HostAuth("bearer", challenge.realm, challenge.service)
         key = (state.realm, state.service, scope, "anonymous")
         token = self._tokens.get(key, self._clock.monotonic())
         if token is None:
-            token = self._fetch_token(state, (scope,), None, ref)
+            token = self._fetch_token(state, (scope,), None, ref, owner=owner)
             self._tokens.put(state.realm, state.service, "anonymous", token, self._clock.monotonic())
         return f"Bearer {token.value}"
 

@@ -123,6 +123,33 @@ class BadResponseError(RegistryError):
     kind = "bad_response"
 
 
+class RealmRefusedError(BadResponseError):
+    """A challenge named a token realm the rule's credentials must not go to: not HTTPS, an IP address,
+    a local name, or a host that is neither the upstream nor a documented realm of the upstream's kind.
+    Nothing was sent to the realm. ``realm_host`` names it; ``reason`` is a stable code (``not_https``,
+    ``user_info``, ``ip_address``, ``local_name``, ``port``, ``foreign_host``, ``no_host``)."""
+
+    kind = "realm_refused"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str = "",
+        repository: str = "",
+        reference: str = "",
+        status: int | None = None,
+        realm_host: str = "",
+        reason: str = "",
+    ) -> None:
+        super().__init__(message, host=host, repository=repository, reference=reference, status=status)
+        self.realm_host = realm_host
+        self.reason = reason
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "realm_host": self.realm_host, "reason": self.reason}
+
+
 class CredentialsUnavailableError(RegistryError):
     """The rule's credentials could not be obtained (Secrets Manager, GetAuthorizationToken, STS)."""
 
@@ -144,6 +171,7 @@ ERROR_KINDS: tuple[str, ...] = tuple(
         RateLimitedError,
         UpstreamUnavailableError,
         BadResponseError,
+        RealmRefusedError,
         CredentialsUnavailableError,
         InvalidReferenceError,
     )

@@ -170,6 +170,13 @@ class HostRouter:
             raise InsecureURLError(f"refusing non-HTTPS URL {urlunsplit((*origin, parts.path, '', ''))}")
         return origin
 
+    def aliases(self, parts: SplitResult) -> frozenset[str]:
+        """The logical hosts whose override points at this URL's origin: empty unless the URL names a
+        configured loopback target itself (a test registry whose challenge gives its token server's
+        loopback address). Anything else that is loopback was configured by nobody."""
+        origin = _origin(parts)
+        return frozenset(host for host, target in self._map.items() if target == origin)
+
     def physical(self, url: str) -> str:
         parts = urlsplit(url)
         scheme, netloc = self.target(parts)
