@@ -1,8 +1,8 @@
-"""Where the rule's credentials may go: the token realm policy, over real HTTP.
+"""Where the rule's credentials may go: the token realm policy and the pull-only scope, over real HTTP.
 
 A challenge comes from upstream, so its realm and scope are not trusted: the realm must be https, a
 host name (no IP literal, user information or local name) and the upstream host itself or a
-documented realm of the rule's kind.
+documented realm of the rule's kind; the token request asks for ``repository:<name>:pull`` only.
 Every foreign server here is a real loopback server the client *could* reach through the test
 override, so a missing refusal shows up as a request it received.
 """
@@ -14,7 +14,7 @@ import json
 import pickle
 import sys
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -26,7 +26,8 @@ from ptc_sync.registry.auth import REALM_HOSTS, realm_refusal
 from ptc_sync.registry.errors import ERROR_KINDS, RealmRefusedError
 from ptc_sync.upstream import FIXED_HOSTS
 from testbed.fault_server import FaultServer, Recorded, Reply, json_reply
-from tests.registry.conftest import HUB, HUB_AUTH, ClientFactory, hub_ref
+from testbed.token_server import TokenServer
+from tests.registry.conftest import HUB, HUB_AUTH, TOKEN_USER, ClientFactory, hub_ref
 
 REPO = "lib/app"
 MANIFEST_PATH = f"/v2/{REPO}/manifests/1.0"
@@ -285,7 +286,76 @@ def test_realm_at_a_configured_loopback_override_is_judged_as_its_host(
     assert other_fault.requests[0].header("Authorization") == HUB_CREDS.basic_header()
 
 
-# -- redirect targets -------------------------------------------------------------------------------
+# -- scope -----------------------------------------------------------------------------------------------
+
+
+def test_challenge_scope_widening_is_ignored(
+    fault: FaultServer, fresh_tokens: TokenServer, make_client: ClientFactory
+) -> None:
+    """The registry asks for push/delete on another repository (then claims insufficient scope): the
+    real token server records that the client only ever asked for pull on the repository it reads."""
+    client = make_client(
+        {HUB: fault.url, HUB_AUTH: fresh_tokens.url}, StaticCredentials({HUB: Credentials(*TOKEN_USER)})
+    )
+    widen = f"https://{HUB_AUTH}/token"
+    seen: list[str | None] = []
+
+    def registry(rec: Recorded) -> Reply:
+        seen.append(rec.header("Authorization"))
+        if rec.header("Authorization") is None:
+            return Reply(
+                401,
+                {
+                    "WWW-Authenticate": f'Bearer realm="{widen}",service="{fresh_tokens.service}",'
+                    'scope="repository:other:push,pull,delete"'
+                },
+            )
+        if len(seen) == 2:  # the first token: "insufficient", asking for more again
+            return Reply(
+                401,
+                {
+                    "WWW-Authenticate": f'Bearer realm="{widen}",service="{fresh_tokens.service}",'
+                    f'scope="repository:{REPO}:pull,push",error="insufficient_scope"'
+                },
+            )
+        return OK_HEAD
+
+    fault.script(MANIFEST_PATH, registry)
+    assert client.resolve_digest(hub_ref(REPO), "1.0").digest == DIGEST
+    asked = [(r.scopes, r.user, r.status) for r in fresh_tokens.requests]
+    assert asked == [((f"repository:{REPO}:pull",), TOKEN_USER[0], 200)] * 2
+
+
+def test_redirect_target_token_is_pull_on_the_redirected_repository_only(
+    fault: FaultServer, other_fault: FaultServer, make_client: ClientFactory
+) -> None:
+    backend = "us-west1-docker.pkg.dev"
+    k8s = UpstreamRef("registry.k8s.io", REPO, UpstreamKind.K8S, "k8s")
+    client = make_client({"registry.k8s.io": fault.url, backend: other_fault.url})
+    moved = f"/v2/k8s-artifacts-prod/images/{REPO}/manifests/1.0"
+    fault.script(MANIFEST_PATH, Reply(307, {"Location": f"https://{backend}{moved}"}))
+
+    def artifact_registry(rec: Recorded) -> Reply:
+        if rec.path.startswith("/v2/token"):
+            return json_reply(200, {"token": "tok-ar"})
+        if rec.header("Authorization") == "Bearer tok-ar":
+            return OK_HEAD
+        return Reply(
+            401,
+            {
+                "WWW-Authenticate": f'Bearer realm="https://{backend}/v2/token",service="{backend}",'
+                'scope="repository:k8s-artifacts-prod/images/secret:push,pull,delete"'
+            },
+        )
+
+    other_fault.script(moved, artifact_registry)
+    other_fault.script("/v2/token", artifact_registry)
+    assert client.resolve_digest(k8s, "1.0").digest == DIGEST
+    (token_request,) = other_fault.requests_for("/v2/token")
+    assert parse_qs(urlsplit(token_request.path).query)["scope"] == [
+        f"repository:k8s-artifacts-prod/images/{REPO}:pull"
+    ]
+    assert token_request.header("Authorization") is None
 
 
 def test_redirect_target_naming_a_link_local_realm_is_refused(

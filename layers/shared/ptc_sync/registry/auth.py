@@ -9,6 +9,7 @@ covers many repositories) and gets ``token``/``access_token``, ``expires_in`` (d
 Where a token request may go (``realm_refusal``): the challenge comes from upstream, so its realm is
 not trusted. It must be ``https``, name a host (no IP address literal, no user information, no local
 name) and be the upstream host itself or a documented realm of the rule's kind (``REALM_HOSTS``).
+The client asks for ``repository:<name>:pull`` only, whatever scope the challenge names.
 """
 
 from __future__ import annotations

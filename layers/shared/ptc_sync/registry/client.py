@@ -8,7 +8,8 @@
   realm/service/scope/principal and shared by workers, several repository scopes per token request
   when preparing a batch, Basic registries, one re-authentication on a 401 with a cached token.
 - A token request goes only to a realm the rule's upstream may name (``auth.realm_refusal``: https,
-  a host name, the upstream itself or a documented realm of its kind).
+  a host name, the upstream itself or a documented realm of its kind) and asks for
+  ``repository:<name>:pull`` only; a challenge's own scope is never asked for.
 - Redirects followed; ``Authorization`` is never sent to another host.
 - Rate-limit headers recorded per upstream host.
 """
@@ -94,6 +95,7 @@ _STEP_NAMES: Final = {
 }
 _LINK_RE: Final = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
 _REL_NEXT_RE: Final = re.compile(r"""(?:^|;)\s*rel\s*=\s*"?([^";]*)"?""", re.IGNORECASE)
+_API_PATH_RE: Final = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags)/")
 
 
 @dataclass(slots=True)
@@ -592,9 +594,10 @@ class RegistryClient:
                     self._tokens.invalidate(state.realm, state.service, self._principal(ref)[0], token)
                 elif state.scheme == "basic" and self._credentials is not None:
                     self._credentials.invalidate(ref)
-            scopes = (scope,) if not challenge.scope or challenge.scope == scope else (scope, challenge.scope)
+            # pull on this repository only: a challenge's scope (another repository, push, delete)
+            # is upstream's wish, not what ptc-sync needs
             failed = token
-            auth, token = self._authorization(ref, scopes, failed=failed)
+            auth, token = self._authorization(ref, (scope,), failed=failed)
             if auth is None:
                 break
             if (
@@ -674,13 +677,16 @@ class RegistryClient:
             return resp
 
     def _foreign_token(self, resp: Response, ref: UpstreamRef, current: str) -> str | None:
-        """An anonymous Bearer token for a redirect target that challenged, from a realm that target
-        may name."""
+        """An anonymous Bearer token for a redirect target that challenged: from a realm that target
+        may name, for pull on the repository the redirect points at (never the challenge's scope)."""
         challenge = self._challenge(resp, ref, "")
         if challenge is None or challenge.scheme != "bearer":
             return None
-        scope = challenge.scope or pull_scope(ref.repository)
-        owner = urlsplit(current).netloc.lower().removesuffix(":443")
+        target = urlsplit(current)
+        match = _API_PATH_RE.match(target.path)
+        repository = match.group(1) if match and REPOSITORY_RE.fullmatch(match.group(1)) else ref.repository
+        scope = pull_scope(repository)
+        owner = target.netloc.lower().removesuffix(":443")
         state = _HostAuth("bearer", challenge.realm, challenge.service)
         key = (state.realm, state.service, scope, "anonymous")
         token = self._tokens.get(key, self._clock.monotonic())
