@@ -182,6 +182,10 @@ def bed(moto_endpoint: str, registry: RegistryServer, monkeypatch: pytest.Monkey
             upstreamRegistry="docker-hub",
             credentialArn=secret["ARN"],
         )
+        # the stack's state table, as an operator names it: refresh and rollback write their journal,
+        # lease and backup ledger there (PTC_TABLE_NAME, read when the command line is parsed)
+        create_state_table(testbed.client("dynamodb"), STATE_TABLE)
+        monkeypatch.setenv("PTC_TABLE_NAME", STATE_TABLE)
         yield testbed
 
 
@@ -190,8 +194,8 @@ STATE_TABLE = "ptc-sync-cli-state"
 
 @pytest.fixture
 def state(bed: Bed) -> StateStore:
-    """The stack's state table on the testbed's moto server, written to as the checker writes it."""
-    create_state_table(bed.client("dynamodb"), STATE_TABLE)
+    """The stack's state table on the testbed's moto server (``bed`` creates it), written to as the
+    checker writes it."""
     session = EndpointSession(bed.endpoint, region_name=REGION)
     app = build_app(SyncSettings(region=REGION, table_name=STATE_TABLE), session=session)
     assert app.state is not None

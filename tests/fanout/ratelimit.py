@@ -1,6 +1,7 @@
 """An upstream with Docker Hub's rate-limit headers: a loopback proxy in front of the test registry that
 adds ``ratelimit-limit`` / ``ratelimit-remaining`` (and the source) to every manifest answer, since the
-distribution registry sends none. Test infrastructure, built on the fault server's loopback server."""
+distribution registry sends none. Like Docker Hub, it counts a manifest GET as a pull and a HEAD as
+none. Test infrastructure, built on the fault server's loopback server."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ class RateLimitedUpstream(ServerBase):
         resp = self._http.request(rec.method, self.target + rec.path, headers=headers, redirect=False)
         out = {name: value for name, value in resp.headers.items() if name.lower() not in HOP_BY_HOP}
         if "/manifests/" in rec.path:
+            with self._lock:
+                if rec.method == "GET" and resp.status == 200:
+                    self.remaining = max(0, self.remaining - 1)
             out["ratelimit-limit"] = f"{self.limit};w={self.window_seconds}"
             out["ratelimit-remaining"] = f"{self.remaining};w={self.window_seconds}"
             out["docker-ratelimit-source"] = "192.0.2.10"

@@ -22,6 +22,10 @@ NEITHER = [
     Outcome.IMMUTABLE,
     Outcome.RATE_LIMITED,
     Outcome.SKIPPED,
+    Outcome.REPAIRED,
+    Outcome.IN_PROGRESS,
+    Outcome.NOT_A_CACHE,
+    Outcome.NOT_COMPARABLE,
 ]
 
 

@@ -47,7 +47,9 @@ def test_rollback_restores_the_generation_a_refresh_kept(box: Sandbox, unique_re
     app.engine.run()
     assert box.tag_digest(name, "v") == new.digest
     backups = [t for t in box.tags(name) if is_backup_tag(t)]
-    result = app.engine.refresher.rollback(name, "v", backups)
+    records = app.ledger.backups(name)
+    assert [r.backup_tag for r in records] == backups  # the ledger knows the one backup it wrote
+    result = app.engine.refresher.rollback(name, "v", records)
     assert result.ok, result.reason
     assert box.tag_digest(name, "v") == old.digest
     assert result.backup_tag == backups[0]

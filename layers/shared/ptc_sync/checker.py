@@ -1,9 +1,14 @@
 """The checker: one SQS work item at a time, results into the run state, the run's summary once.
 
-A work item names a cached repository and tags. The checker re-reads them from ECR, maps the
+A work item names a cached repository and tags. The checker first repairs what a killed refresh
+left undone in that repository (``repair.Repairer``), then re-reads the tags from ECR, maps the
 repository to its upstream through the account's rules, compares (and refreshes, pre-warms), records
 every result in the state table and, when its batch completes the run, publishes the run's summary.
-Refreshes respect the cooldown and the upstream pull budget shared with every other checker.
+
+Refreshes respect the cooldown, the backoff after failed refreshes and the upstream pull budget
+shared with every other checker, decided on the rate-limit numbers of the requests just made. A
+check started by ECR's own event about a tag ptc-sync is refreshing, has just refreshed or is
+backing off from is not made at all: a refresh's imports must not start refreshes.
 """
 
 from __future__ import annotations
@@ -16,13 +21,17 @@ from datetime import UTC, datetime, timedelta
 from aws_lambda_powertools import Logger
 
 from ptc_sync.ecr import EcrError, match_rule
+from ptc_sync.journal import RefreshJournal
 from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes
-from ptc_sync.models import Outcome, RunReport, TagResult
+from ptc_sync.models import Outcome, PullThroughCacheRule, RunReport, TagResult
 from ptc_sync.notify import Notifier, NotifyError
 from ptc_sync.refresh import Refresher
+from ptc_sync.registry.ratelimit import within_budget
+from ptc_sync.repair import Repairer
 from ptc_sync.report import RECOVERED
-from ptc_sync.state import StateError, StateStore, TagState, in_cooldown
-from ptc_sync.sync import SyncEngine, Target
+from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown
+from ptc_sync.sync import SyncEngine, Target, UpstreamResolver, is_cache
+from ptc_sync.upstream import ROOT, upstream_for
 from ptc_sync.work import WorkItem, WorkKind
 
 logger = Logger(child=True)
@@ -37,14 +46,30 @@ class RetryableError(RuntimeError):
 
 
 class StateBudget:
-    """The upstream pull budget shared by all checkers, spent atomically in the state table."""
+    """The upstream pull budget shared by all checkers, spent atomically in the state table.
 
-    def __init__(self, state: StateStore, engine: SyncEngine, now: datetime) -> None:
+    Before the first spend on a host, what upstream reported on this checker's own requests (the HEADs
+    it just made) is recorded, so the shared budget starts from fresh numbers (a new window included);
+    and a spend must fit both those numbers and the shared budget: the tighter decides."""
+
+    def __init__(self, state: StateStore, registry: UpstreamResolver, reserve: int, now: datetime) -> None:
         self.state = state
-        self.reserve = engine.settings.rate_limit_reserve
+        self.registry = registry
+        self.reserve = reserve
         self.now = now
+        self._observed: set[str] = set()
 
     def try_spend(self, host: str, pulls: int) -> str:
+        fresh = self.registry.rate_limit(host)
+        if host not in self._observed:
+            self._observed.add(host)
+            if fresh is not None:
+                self.state.observe_rate_limit(fresh, self.now)
+        if not within_budget(fresh, pulls, reserve=self.reserve):
+            left = fresh.remaining if fresh else "?"
+            return (
+                f"{host}: {left} pulls left, reserve {self.reserve}, refresh costs {pulls} (upstream's count)"
+            )
         if self.state.reserve_pulls(host, pulls, self.reserve, self.now):
             return ""
         status = self.state.rate_limit(host)
@@ -66,10 +91,17 @@ class Checker:
         state: StateStore,
         notifier: Notifier | None,
         *,
+        refresher: Refresher,
+        repairer: Repairer,
+        journal: RefreshJournal,
+        registry: UpstreamResolver,
         metrics_namespace: str = "PtcSync",
     ) -> None:
         self.engine = engine
-        self.refresher: Refresher = engine.refresher
+        self.refresher = refresher
+        self.repairer = repairer
+        self.journal = journal
+        self.registry = registry
         self.state = state
         self.notifier = notifier
         self.metrics_namespace = metrics_namespace
@@ -79,8 +111,11 @@ class Checker:
         self, item: WorkItem, *, batch_id: str | None = None, time_left: Callable[[], float] | None = None
     ) -> ItemOutcome:
         now = self.engine.now()
-        results = self._warm(item) if item.kind is WorkKind.WARM else self._check(item, now, time_left)
-        for status in self.engine.registry.rate_limits():
+        if item.kind is WorkKind.WARM:
+            results = self._warm(item, now, time_left)
+        else:
+            results = self._repair_then_check(item, now, time_left)
+        for status in self.registry.rate_limits():
             self.state.observe_rate_limit(status, now)
         try:
             annotated = [self._record(result, now) for result in results]
@@ -95,97 +130,181 @@ class Checker:
 
     # -- work ----------------------------------------------------------------------------------------
 
-    def _check(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
-        found = self.engine.discover_repository(item.repository, item.tags)
+    def _repair_then_check(
+        self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None
+    ) -> list[TagResult]:
+        """Repairs first (a repaired tag's result stands for it in this run); then the check."""
+        rule = match_rule(self.engine.rules(), item.repository)
+        repaired = self.repairer.sweep(item.repository, rule.prefix if rule else "")
+        done = {r.tag for r in repaired}
+        rest = [t for t in item.tags if t not in done]
+        checked = self._check(item, rest, now, time_left) if rest or not item.tags else []
+        return repaired + checked
+
+    def _echoes(self, item: WorkItem, tags: list[str], now: datetime) -> tuple[list[str], list[TagResult]]:
+        """For a check started by ECR's own event: the tags ptc-sync holds a lease on, refreshed
+        within the cooldown or is backing off from are left out, with the reason; no upstream call."""
+        if item.source != "ecr-event" or not tags:
+            return tags, []
+        held = {lease.tag for lease in self.journal.open_leases(item.repository)}
+        states = self.state.tag_states((item.repository, tag) for tag in tags)
+        keep, echoes = [], []
+        for tag in tags:
+            state = states.get((item.repository, tag))
+            why = self._echo_reason(tag in held, state, now)
+            if why:
+                echoes.append(TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=why))
+            else:
+                keep.append(tag)
+        return keep, echoes
+
+    def _echo_reason(self, held: bool, state: TagState | None, now: datetime) -> str:
+        if held:
+            return "ECR event from ptc-sync's own refresh (under way): not checked"
+        if in_cooldown(state, now, timedelta(minutes=self.settings.refresh_cooldown_minutes)):
+            return "ECR event from ptc-sync's own refresh (just done): not checked"
+        if state is not None and backoff_until(state, state.failed_upstream, now, self._backoff_base):
+            return "ECR event after ptc-sync's failed refresh (backing off): not checked"
+        return ""
+
+    @property
+    def _backoff_base(self) -> timedelta:
+        return timedelta(minutes=self.settings.schedule_minutes)
+
+    def _check(
+        self, item: WorkItem, tags: list[str], now: datetime, time_left: Callable[[], float] | None
+    ) -> list[TagResult]:
+        tags, echoes = self._echoes(item, tags, now)
+        if item.tags and not tags:
+            return echoes
+        found = self.engine.discover_repository(item.repository, tags)
         if found.errors and not (found.targets or found.skipped):
             reason = "; ".join(found.errors)
             if "not under any pull-through cache rule" in reason or "no such repository" in reason:
-                return [  # permanent: retrying cannot help, report it
-                    TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=reason) for tag in item.tags
+                return echoes + [  # permanent: retrying cannot help, report it
+                    TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=reason) for tag in tags
                 ]
             raise RetryableError(reason)
         states = self.state.tag_states((t.cached.repository, t.cached.tag) for t in found.targets)
         cooldown = timedelta(minutes=self.settings.refresh_cooldown_minutes)
 
-        def gate(target: Target) -> str:
+        def gate(target: Target, upstream: str) -> str:
             state = states.get((target.cached.repository, target.cached.tag))
             if in_cooldown(state, now, cooldown):
                 return (
                     f"refresh cooldown ({self.settings.refresh_cooldown_minutes} min since the last refresh)"
                 )
+            until = backoff_until(state, upstream, now, self._backoff_base)
+            if until is not None and state is not None:
+                return (
+                    f"backing off after {state.refresh_failures} failed refresh"
+                    f"{'es' if state.refresh_failures > 1 else ''} of this digest: next try after "
+                    f"{until:%Y-%m-%d %H:%M}Z"
+                )
             return ""
 
-        results = list(found.skipped)
+        results = echoes + list(found.skipped)
         results += self.engine.check(
             found.targets,
             found.backups,
             dry_run=item.dry_run or not item.refresh or self.settings.dry_run,
-            budget=StateBudget(self.state, self.engine, now),
+            budget=StateBudget(self.state, self.registry, self.settings.rate_limit_reserve, now),
             time_left=time_left,
             refresh_gate=gate,
         )
         return results
 
-    def _warm(self, item: WorkItem) -> list[TagResult]:
+    def _warm(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
         matched = match_rule(self.engine.rules(), item.repository)
-        prefix = matched.prefix if matched else ""
-        results = []
-        for tag in item.tags:
-            if matched is None:
-                results.append(
-                    TagResult(
-                        item.repository,
-                        tag,
-                        "",
-                        Outcome.SKIPPED,
-                        reason="not under any pull-through cache rule",
-                    )
-                )
-                continue
-            try:
-                before = self.engine.ecr.tag_digest(item.repository, tag)
-            except EcrError as exc:
-                if exc.code != "RepositoryNotFoundException":
-                    raise RetryableError(str(exc)) from exc
-                before = None  # nothing cached under this name yet: the pull creates the repository
-            warmed = self.refresher.prewarm(item.repository, tag)
-            if not warmed.ok:
-                results.append(
-                    TagResult(
-                        item.repository,
-                        tag,
-                        prefix,
-                        Outcome.REFRESH_FAILED,
-                        cached_digest=before,
-                        upstream_digest=warmed.new_digest,
-                        reason=f"{warmed.failed_step}: {warmed.reason}",
-                    )
-                )
-            elif before is None:
-                results.append(
-                    TagResult(
-                        item.repository,
-                        tag,
-                        prefix,
-                        Outcome.REFRESHED,
-                        upstream_digest=warmed.new_digest,
-                        platforms=warmed.platforms,
-                        reason=f"pre-warmed ({item.source})",
-                    )
-                )
-            else:
-                results.append(
-                    TagResult(
-                        item.repository,
-                        tag,
-                        prefix,
-                        Outcome.FRESH,
-                        cached_digest=before,
-                        upstream_digest=warmed.new_digest,
-                        reason="already cached; layers warmed",
-                    )
-                )
-        return results
+        if matched is None:
+            reason = "not under any pull-through cache rule"
+            return [TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=reason) for tag in item.tags]
+        prefix = matched.prefix
+        try:
+            host = upstream_for(matched, item.repository).host
+        except ValueError as exc:
+            return [
+                TagResult(item.repository, tag, prefix, Outcome.SKIPPED, reason=str(exc)) for tag in item.tags
+            ]
+        if not self._may_import_into(item.repository, matched):
+            reason = "not a cache: a repository under a ROOT rule that PTC_REPOSITORY_INCLUDE does not name"
+            return [
+                TagResult(item.repository, t, prefix, Outcome.NOT_A_CACHE, reason=reason) for t in item.tags
+            ]
+        budget = StateBudget(self.state, self.registry, self.settings.rate_limit_reserve, now)
+        return [
+            self._warm_one(item, tag, prefix=prefix, host=host, budget=budget, time_left=time_left)
+            for tag in item.tags
+        ]
+
+    def _may_import_into(self, repository: str, rule: PullThroughCacheRule) -> bool:
+        """Under a ROOT rule an existing repository must be in the explicit scope (it may be one the
+        team pushes to); one that does not exist yet is created by ECR's import, a cache."""
+        if rule.prefix.strip().rstrip("/") != ROOT:
+            return True
+        try:
+            repo = self.engine.ecr.cached_repository(repository, rule)
+        except EcrError as exc:
+            raise RetryableError(str(exc)) from exc
+        return repo is None or is_cache(repo, self.settings.repository_include)
+
+    def _warm_one(
+        self,
+        item: WorkItem,
+        tag: str,
+        *,
+        prefix: str,
+        host: str,
+        budget: StateBudget,
+        time_left: Callable[[], float] | None,
+    ) -> TagResult:
+        try:
+            before = self.engine.ecr.tag_digest(item.repository, tag)
+        except EcrError as exc:
+            if exc.code != "RepositoryNotFoundException":
+                raise RetryableError(str(exc)) from exc
+            before = None  # nothing cached under this name yet: the pull creates the repository
+        if before is None:
+            # an import is an upstream pull: one at least (one per platform where pulls are counted)
+            refusal = budget.try_spend(host, 1)
+            if refusal:
+                return TagResult(item.repository, tag, prefix, Outcome.RATE_LIMITED, reason=refusal)
+        warmed = self.refresher.prewarm(item.repository, tag, time_left=time_left)
+        if warmed.untouched:
+            return TagResult(
+                item.repository, tag, prefix, Outcome.SKIPPED, cached_digest=before, reason=warmed.untouched
+            )
+        if before is None and len(warmed.platforms) > 1:
+            budget.try_spend(host, len(warmed.platforms) - 1)  # already pulled: only counted
+        if not warmed.ok:
+            return TagResult(
+                item.repository,
+                tag,
+                prefix,
+                Outcome.REFRESH_FAILED,
+                cached_digest=before,
+                upstream_digest=warmed.new_digest,
+                reason=f"{warmed.failed_step}: {warmed.reason}",
+            )
+        if before is None:
+            return TagResult(
+                item.repository,
+                tag,
+                prefix,
+                Outcome.REFRESHED,
+                upstream_digest=warmed.new_digest,
+                platforms=warmed.platforms,
+                reason=f"pre-warmed ({item.source})",
+            )
+        return TagResult(
+            item.repository,
+            tag,
+            prefix,
+            Outcome.FRESH,
+            cached_digest=before,
+            upstream_digest=warmed.new_digest,
+            reason="already cached; layers warmed",
+        )
 
     # -- state and summary ---------------------------------------------------------------------------
 
@@ -210,7 +329,7 @@ class Checker:
             finished_at=self.engine.now(),
             dry_run=dry_run,
             results=tuple(results),
-            rate_limits=self.engine.registry.rate_limits(),
+            rate_limits=self.registry.rate_limits(),
             region=self.settings.region,
             account_id=self.settings.account_id,
         )

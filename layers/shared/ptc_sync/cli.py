@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from ptc_sync import __version__
 from ptc_sync import cli_output as out
 from ptc_sync.ecr import EcrError, match_rule
+from ptc_sync.journal import newest_first
 from ptc_sync.models import (
     CachedTag,
     Outcome,
@@ -205,6 +206,8 @@ class Context:
 
     def app(self, **values: Any) -> App:
         """The app for this command, scoped by ``values`` (SyncSettings fields); never notifies."""
+        if getattr(self.args, "table", None) and "table_name" not in values:
+            values = {**values, "table_name": self.args.table}
         session = self.session()
         region = session.region_name
         if not region:
@@ -397,7 +400,9 @@ def cmd_status(ctx: Context) -> int:
             entry["age_seconds"] = age_of(result)
             entry["last_pulled_at"] = out.iso(tag.last_pulled_at if tag else None)
             entry["size_bytes"] = tag.size_bytes if tag else None
-            entry["backups"] = sorted(found.backups.get((result.repository, result.tag), []))
+            entry["backups"] = [
+                r.backup_tag for r in newest_first(found.backups.get((result.repository, result.tag), []))
+            ]
         out.dump_json(doc, ctx.stdout)
         return code
     shown = [r for r in results if r.outcome is not Outcome.SKIPPED]
@@ -456,6 +461,19 @@ def cmd_check(ctx: Context) -> int:
     return _print_run(ctx, "check", report, _sorted(report.results), read_only=True)
 
 
+def _journal_table(ctx: Context, command: str) -> dict[str, Any]:
+    """The state table a writing command needs: its journal and lease keep a refresh from a crash
+    and from a concurrent scheduled run, and its ledger is the only record of which tags are
+    backups. A dry run writes nothing and may do without."""
+    table = ctx.args.table
+    if not table and not ctx.dry_run:
+        raise CliError(
+            f"{command} needs the stack's state table: give --table NAME (the StateTableName output) or "
+            "set PTC_TABLE_NAME (its journal makes the refresh crash-safe; its ledger knows the backups)"
+        )
+    return {"table_name": table} if table else {}
+
+
 def cmd_refresh(ctx: Context) -> int:
     name = parse_image(ctx.args.image, tag_required=False)
     scope = {
@@ -463,6 +481,7 @@ def cmd_refresh(ctx: Context) -> int:
         "tag_include": (name.tag,) if name.tag else (),
         "verify_timeout_seconds": ctx.args.verify_timeout,
         "keep_generations": ctx.args.keep_generations,
+        **_journal_table(ctx, "refresh"),
     }
     with _opened(ctx.app(**scope)) as app:
         _require_rule(app, name.repository)
@@ -485,30 +504,28 @@ def _print_action(ctx: Context, doc: dict[str, Any], line: str) -> int:
     return code
 
 
-def newest_backup(backups: Sequence[str]) -> str:
-    """The generation Refresher.rollback restores: backup tags end in a sortable UTC stamp."""
-    return max(backups, key=lambda t: t.rpartition("--")[2])
-
-
 def cmd_rollback(ctx: Context) -> int:
     name = parse_image(ctx.args.image, tag_required=True)
     repo, tag = name.repository, str(name.tag)
-    with _opened(ctx.app(repository_include=(repo,), tag_include=(tag,))) as app:
+    table = _journal_table(ctx, "rollback")
+    with _opened(ctx.app(repository_include=(repo,), tag_include=(tag,), **table)) as app:
         _require_rule(app, repo)
         found = app.engine.discover()
         if found.errors:
             raise CliError("; ".join(found.errors))
-        backups = sorted(found.backups.get((repo, tag), []))
-        if not backups:
-            raise CliError(f"no backup of {name}: refreshes keep one when --keep-generations is 1 or more")
+        records = newest_first(found.backups.get((repo, tag), []))
+        if not records:
+            raise CliError(
+                f"no backup of {name} in the ledger: refreshes keep one when --keep-generations is 1 or more"
+            )
         current = _tag_digest(app, repo, tag)
-        newest = newest_backup(backups)
+        newest = records[0].backup_tag
         doc: dict[str, Any] = {
             "command": "rollback",
             "image": str(name),
             "dry_run": ctx.dry_run,
             "backup_tag": newest,
-            "backups": backups,
+            "backups": [r.backup_tag for r in records],
             "from_digest": current,
         }
         if ctx.dry_run:
@@ -524,7 +541,7 @@ def cmd_rollback(ctx: Context) -> int:
                 else f"{name} already shows {out.digest(target)}, the image kept under {newest}"
             ) + "; dry run: nothing written"
             return _print_action(ctx, doc, line)
-        result = app.engine.refresher.rollback(repo, tag, backups)
+        result = app.engine.refresher.rollback(repo, tag, records)
     changed = result.ok and result.new_digest != current
     doc |= {"ok": result.ok, "to_digest": result.new_digest, "changed": changed, "reason": result.reason}
     if not result.ok:
@@ -910,6 +927,13 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _scope_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--table",
+        default=os.environ.get("PTC_TABLE_NAME"),
+        metavar="NAME",
+        help="the stack's StateTableName output (default: $PTC_TABLE_NAME): its ledger says which tags "
+        "are ptc-sync's backups (read only)",
+    )
     scope = parser.add_argument_group("scope (as the scheduled sync's settings)")
     scope.add_argument("--rule", action="append", metavar="PREFIX", help="only this rule prefix (repeatable)")
     scope.add_argument(
@@ -925,6 +949,13 @@ def _scope_options(parser: argparse.ArgumentParser) -> None:
 
 def _write_options(parser: argparse.ArgumentParser, *, verify: bool, generations: bool) -> None:
     parser.add_argument("--dry-run", action="store_true", help="say what would be done; write nothing")
+    parser.add_argument(
+        "--table",
+        default=os.environ.get("PTC_TABLE_NAME"),
+        metavar="NAME",
+        help="the stack's StateTableName output (default: $PTC_TABLE_NAME): its refresh journal, lease "
+        "and backup ledger make a refresh safe from a crash and from a concurrent run",
+    )
     if verify:
         parser.add_argument(
             "--verify-timeout",

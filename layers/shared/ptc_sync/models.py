@@ -130,10 +130,18 @@ class Outcome(StrEnum):
     RATE_LIMITED = "rate_limited"
     IMMUTABLE = "immutable"
     SKIPPED = "skipped"
+    # a refresh killed part-way (timeout, crash, failed rollback) was finished or rolled back
+    REPAIRED = "repaired"
+    # another refresher holds the tag's lease: this check touched nothing
+    IN_PROGRESS = "in_progress"
+    # the repository is not a cache ECR made (a repository pushed to directly under a ROOT rule)
+    NOT_A_CACHE = "not_a_cache"
+    # upstream reports a digest of another algorithm than the cache's: it cannot be called stale
+    NOT_COMPARABLE = "not_comparable"
 
     @property
     def notable(self) -> bool:
-        return self not in {Outcome.FRESH, Outcome.SKIPPED}
+        return self not in {Outcome.FRESH, Outcome.SKIPPED, Outcome.IN_PROGRESS, Outcome.NOT_A_CACHE}
 
 
 @dataclass(frozen=True, slots=True)

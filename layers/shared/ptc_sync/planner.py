@@ -17,12 +17,13 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ptc_sync.ecr import match_rule
+from ptc_sync.journal import Lease
 from ptc_sync.models import TagResult
 from ptc_sync.queue import WorkQueue
 from ptc_sync.registry import RegistryError
 from ptc_sync.semver import newest_matching, newest_named
 from ptc_sync.settings import parse_image
-from ptc_sync.state import StateStore
+from ptc_sync.state import StateError, StateStore
 from ptc_sync.sync import SyncEngine
 from ptc_sync.upstream import upstream_for
 from ptc_sync.work import DiscoverySpec, WorkItem, WorkKind
@@ -38,6 +39,12 @@ class PrewarmConfig(BaseModel):
 
     prewarm: tuple[str, ...] = ()
     discover: tuple[DiscoverySpec, ...] = ()
+
+
+class Repairs(Protocol):
+    def due(self, repository: str | None = None) -> list[Lease]:
+        """Open refresh intents whose lease ran out: tags a killed refresh may have left absent."""
+        ...
 
 
 class ParameterSource(Protocol):
@@ -72,11 +79,13 @@ class Planner:
         queue: WorkQueue,
         state: StateStore,
         *,
+        repairs: Repairs,
         parameters: ParameterSource | None = None,
     ) -> None:
         self.engine = engine
         self.queue = queue
         self.state = state
+        self.repairs = repairs
         self.parameters = parameters
         self.settings = engine.settings
 
@@ -90,6 +99,7 @@ class Planner:
         by_repo: dict[str, list[str]] = {}
         for target in found.targets:
             by_repo.setdefault(target.repository.name, []).append(target.cached.tag)
+        self._route_repairs(by_repo, plan)
         for repository, tags in sorted(by_repo.items()):
             for chunk in _chunks(tags, self.settings.tags_per_message):
                 plan.items.append(
@@ -131,6 +141,19 @@ class Planner:
                         )
                     )
         return plan
+
+    def _route_repairs(self, by_repo: dict[str, list[str]], plan: Plan) -> None:
+        """A tag a killed refresh removed is not listed by ECR: its intent puts it in the run, and the
+        checker of its repository repairs it before checking (the planner itself writes to no image)."""
+        try:
+            due = self.repairs.due()
+        except StateError as exc:
+            plan.errors.append(f"refresh journal not read: {exc}")
+            return
+        for lease in due:
+            tags = by_repo.setdefault(lease.repository, [])
+            if lease.tag not in tags:
+                tags.append(lease.tag)
 
     def _prewarm_config(self, plan: Plan) -> tuple[tuple[str, ...], tuple[DiscoverySpec, ...]]:
         prewarm, specs = self.settings.prewarm_images, self.settings.discover

@@ -1,34 +1,53 @@
 """The refresh protocol: replace a stale cached tag with upstream's image without ever losing it.
 
-ECR has no "refresh now" (ecr-facts.md, Freshness): a tag absent from the cache is fetched from
+ECR has no "refresh now" (docs/ecr-behaviour.md): a tag absent from the cache is fetched from
 upstream on its next pull. So, with every step checked:
 
+0. take the tag's lease in the journal (another refresher holding it: touch nothing)
 1. read the old manifest by digest (a read by digest never reaches upstream)
-2. back it up under a backup tag with PutImage from the exact bytes (same digest)
-3. remove the tag (the image stays: the backup tag still references it)
+2. record the backup in the ledger, then write it with PutImage from the exact bytes (same digest)
+3. write the intent (old digest, backup tag, expected digest), then remove the tag (the image
+   stays: the backup tag still references it)
 4. pull the tag (BatchGetImage with the index types accepted): ECR imports it from upstream
 5. warm every blob of every platform (GetDownloadUrlForLayer)
 6. verify DescribeImages shows upstream's digest, polling within a bound (imports can finish in
-   the background after the first request failed)
-7. drop backups beyond the configured generations
+   the background after the first request failed; right after the delete DescribeImages may still
+   show the old digest for a while, which is waited out, not failed on)
+7. drop backups beyond the configured generations, close the intent
 
-A failure at 2 leaves the tag alone. A failure after 3 puts the old manifest back under the tag and
-checks that it is there. Backup tags are named ``ptc-sync-prev--<tag>--<UTC stamp>``.
+A refresh starts only when the time left covers its worst case, checked again before the tag is
+removed. A failure before 3 leaves the tag alone. A failure after 3 puts the old manifest back under
+the tag and checks that it is there; when even that fails, or the process dies, the intent stays
+open and ``repair.Repairer`` finishes the job on the next run.
+
+Backup tags are named ``ptc-sync-prev--<tag>--<UTC stamp>``, at most 128 characters (a long source
+tag is cut and given a short hash). The name is only a label: what makes a tag a backup is its
+record in the ledger, which also names its source tag.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from ptc_sync import mediatypes as mt
 from ptc_sync.ecr import EcrAdapter, EcrError, Manifest
+from ptc_sync.journal import (
+    BackupLedger,
+    BackupRecord,
+    Lease,
+    LeaseHeldError,
+    RefreshJournal,
+    newest_first,
+)
 from ptc_sync.models import CachedTag, short_digest
+from ptc_sync.state import StateError
 
 BACKUP_PREFIX: Final = "ptc-sync-prev--"
 STAMP_FORMAT: Final = "%Y%m%dT%H%M%SZ"
@@ -37,10 +56,18 @@ DEFINITE_IMPORT_FAILURES: Final = frozenset(
     {"AccessDeniedException", "RepositoryNotFoundException", "UpstreamAccessDenied", "UnsupportedImageType"}
 )
 UNKNOWN_PLATFORM: Final = "unknown/unknown"  # buildx attestation manifests inside an index
+# a pre-warm pulls a tag that is not cached: these mean upstream has no such image
+PREWARM_DEFINITE: Final = frozenset({"ImageNotFound", "ImageNotFoundException"})
 RESTORE_ATTEMPTS: Final = 4  # PutImage of the old manifest during a rollback, a poll interval apart
+# seconds for the calls around the polling (lease, read, backup, intent, remove, import request,
+# restore, close), each bounded by the AWS client's timeouts and retries
+CALL_ALLOWANCE: Final = 45.0
+MAX_TAG: Final = 128  # the reference grammar's limit: a longer tag is not addressable by any client
+_HASH_CHARS: Final = 8
 
 
 class Step(StrEnum):
+    LEASE = "lease"
     READ_OLD = "read-old"
     BACKUP = "backup"
     REMOVE_TAG = "remove-tag"
@@ -51,15 +78,26 @@ class Step(StrEnum):
 
 
 def backup_tag_for(tag: str, at: datetime) -> str:
-    return f"{BACKUP_PREFIX}{tag}--{at.astimezone(UTC).strftime(STAMP_FORMAT)}"
+    """``ptc-sync-prev--<tag>--<stamp>``, cut to 128 characters: a long tag keeps its start and a
+    hash of the whole (``<start>.<sha256[:8]>``), so two long tags never share a backup name."""
+    stamp = at.astimezone(UTC).strftime(STAMP_FORMAT)
+    name = f"{BACKUP_PREFIX}{tag}--{stamp}"
+    if len(name) <= MAX_TAG:
+        return name
+    room = MAX_TAG - len(BACKUP_PREFIX) - len(stamp) - 2 - _HASH_CHARS - 1
+    digest = hashlib.sha256(tag.encode()).hexdigest()[:_HASH_CHARS]
+    return f"{BACKUP_PREFIX}{tag[:room]}.{digest}--{stamp}"
 
 
 def is_backup_tag(tag: str) -> bool:
+    """Whether the tag is named like a backup. A name proves nothing (upstream may use any name):
+    only the ledger says which tags are ptc-sync's backups."""
     return tag.startswith(BACKUP_PREFIX)
 
 
 def backup_source(backup_tag: str) -> str | None:
-    """``ptc-sync-prev--node--20261127T101500Z`` → ``node`` (None when not a backup tag)."""
+    """``ptc-sync-prev--node--20261127T101500Z`` → ``node`` (None when not named like a backup; a
+    shortened name gives its cut form: the ledger's record has the real source)."""
     if not is_backup_tag(backup_tag):
         return None
     source, sep, _stamp = backup_tag[len(BACKUP_PREFIX) :].rpartition("--")
@@ -103,6 +141,9 @@ class RefreshResult:
     backup_tag: str | None = None
     blobs_warmed: int = 0
     notes: tuple[str, ...] = ()
+    untouched: str = ""  # not attempted, the tag as it was: why (no time left, …)
+    held_by: str = ""  # another refresher holds the tag's lease: this one touched nothing
+    repair_pending: bool = False  # the tag may be absent: the intent stays open for the repair sweep
 
 
 class StepFailedError(Exception):
@@ -116,7 +157,10 @@ class Refresher:
     def __init__(
         self,
         ecr: EcrAdapter,
+        journal: RefreshJournal,
+        ledger: BackupLedger,
         *,
+        owner: str,
         verify_timeout: float = 120.0,
         poll_interval: float = 2.0,
         keep_generations: int = 1,
@@ -125,12 +169,23 @@ class Refresher:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.ecr = ecr
+        self.journal = journal
+        self.ledger = ledger
+        self.owner = owner
         self.verify_timeout = verify_timeout
         self.poll_interval = poll_interval
         self.keep_generations = keep_generations
         self.sleep = sleep
         self.monotonic = monotonic
         self.now = now
+
+    @property
+    def worst_case(self) -> float:
+        """Seconds one refresh may take: remove → import → verify → rollback with its retries."""
+        return self.verify_timeout + RESTORE_ATTEMPTS * self.poll_interval + CALL_ALLOWANCE
+
+    def has_time(self, time_left: Callable[[], float] | None) -> bool:
+        return time_left is None or time_left() >= self.worst_case
 
     def read_old(self, cached: CachedTag) -> Manifest:
         """Step 1, also used by the caller to price the refresh before spending upstream budget."""
@@ -145,31 +200,74 @@ class Refresher:
         expected_digest: str,
         *,
         old: Manifest | None = None,
-        existing_backups: Sequence[str] = (),
+        existing_backups: Sequence[BackupRecord] = (),
+        time_left: Callable[[], float] | None = None,
     ) -> RefreshResult:
-        repo, tag = cached.repository, cached.tag
+        if not self.has_time(time_left):
+            return RefreshResult(ok=False, untouched=self._no_time(time_left))
         try:
-            old = old or self.read_old(cached)
-        except StepFailedError as exc:
-            return RefreshResult(ok=False, failed_step=exc.step, reason=exc.reason)
-        backup = backup_tag_for(tag, self.now())
-        try:
-            self.ecr.put_manifest(repo, backup, old)
-        except EcrError as exc:
-            return RefreshResult(ok=False, failed_step=Step.BACKUP, reason=f"{exc}; tag left untouched")
+            lease = self.journal.acquire(cached.repository, cached.tag, self.owner, self.now())
+        except LeaseHeldError as held:
+            return RefreshResult(ok=False, held_by=str(held))
+        except StateError as exc:
+            return RefreshResult(ok=False, failed_step=Step.LEASE, reason=f"{exc}; tag left untouched")
+        return self._refresh_leased(
+            lease, cached, expected_digest, old=old, existing_backups=existing_backups, time_left=time_left
+        )
 
+    def _no_time(self, time_left: Callable[[], float] | None) -> str:
+        left = time_left() if time_left is not None else 0.0
+        return f"no time left in run ({left:.0f}s left, a refresh needs up to {self.worst_case:.0f}s)"
+
+    def _release(self, lease: Lease) -> tuple[str, ...]:
+        try:
+            self.journal.release(lease)
+        except StateError as exc:
+            return (f"lease not released ({exc}); it expires by itself",)
+        return ()
+
+    def _untouched(self, lease: Lease, record: BackupRecord | None, **fields: Any) -> RefreshResult:
+        """The tag was never removed: drop the backup just written (if any), release the lease."""
+        notes = self.drop_backups(lease.repository, [record]) if record is not None else ()
+        notes += self._release(lease)
+        return RefreshResult(ok=False, notes=notes, **fields)
+
+    def _refresh_leased(
+        self,
+        lease: Lease,
+        cached: CachedTag,
+        expected_digest: str,
+        *,
+        old: Manifest | None,
+        existing_backups: Sequence[BackupRecord],
+        time_left: Callable[[], float] | None,
+    ) -> RefreshResult:
+        backed_up = self._back_up(lease, cached, old)
+        if isinstance(backed_up, RefreshResult):
+            return backed_up
+        old, record = backed_up
+        intent = self._write_intent(lease, record, expected_digest, time_left)
+        if isinstance(intent, RefreshResult):
+            return intent
+        repo, tag = cached.repository, cached.tag
         try:
             self.ecr.delete_tags(repo, [tag])
         except EcrError as exc:
-            return self._after_failure(cached, old, backup, Step.REMOVE_TAG, str(exc))
-
+            return self._after_failure(intent, old, record, Step.REMOVE_TAG, str(exc))
         try:
-            contents = self._import_warm_verify(repo, tag, expected_digest)
+            contents = self._import_warm_verify(repo, tag, expected_digest, old.digest)
         except StepFailedError as exc:
-            return self._after_failure(cached, old, backup, exc.step, exc.reason)
+            return self._after_failure(intent, old, record, exc.step, exc.reason)
 
-        notes = self._drop_backups(repo, [*existing_backups, backup])
-        kept = backup if self.keep_generations > 0 else None
+        notes: tuple[str, ...] = ()
+        try:
+            self.ledger.mark_kept(record)
+        except StateError as exc:
+            notes += (f"backup {record.backup_tag} not marked kept ({exc})",)
+        generations = newest_first([*existing_backups, record])
+        notes += self.drop_backups(repo, generations[self.keep_generations :])
+        notes += self._release(intent)
+        kept = record.backup_tag if self.keep_generations > 0 else None
         return RefreshResult(
             ok=True,
             new_digest=expected_digest,
@@ -179,16 +277,65 @@ class Refresher:
             notes=notes,
         )
 
+    def _back_up(
+        self, lease: Lease, cached: CachedTag, old: Manifest | None
+    ) -> tuple[Manifest, BackupRecord] | RefreshResult:
+        """Steps 1 and 2: the old manifest, recorded in the ledger, then written under the backup tag."""
+        try:
+            old = old or self.read_old(cached)
+        except StepFailedError as exc:
+            return self._untouched(lease, None, failed_step=exc.step, reason=exc.reason)
+        record = BackupRecord(
+            cached.repository, backup_tag_for(cached.tag, self.now()), cached.tag, old.digest, self.now()
+        )
+        try:
+            self.ledger.record_backup(record)
+        except StateError as exc:
+            return self._untouched(lease, None, failed_step=Step.BACKUP, reason=f"{exc}; tag left untouched")
+        try:
+            self.ecr.put_manifest(cached.repository, record.backup_tag, old)
+        except EcrError as exc:
+            return self._untouched(
+                lease, record, failed_step=Step.BACKUP, reason=f"{exc}; tag left untouched"
+            )
+        return old, record
+
+    def _write_intent(
+        self, lease: Lease, record: BackupRecord, expected_digest: str, time_left: Callable[[], float] | None
+    ) -> Lease | RefreshResult:
+        """Step 3's first half: with the time for the worst case still left, the intent in the journal."""
+        if not self.has_time(time_left):
+            return self._untouched(lease, record, untouched=self._no_time(time_left))
+        try:
+            return self.journal.mark_removing(
+                lease,
+                old_digest=record.digest,
+                backup_tag=record.backup_tag,
+                expected_digest=expected_digest,
+                now=self.now(),
+            )
+        except LeaseHeldError as held:
+            return self._untouched(lease, record, held_by=str(held))
+        except StateError as exc:
+            reason = f"intent not written ({exc}); tag left untouched"
+            return self._untouched(lease, record, failed_step=Step.BACKUP, reason=reason)
+
     # -- pre-warm and rollback (pre-warm list, CLI) -----------------------------------------------------
 
-    def prewarm(self, repository: str, tag: str) -> RefreshResult:
+    def prewarm(
+        self, repository: str, tag: str, *, time_left: Callable[[], float] | None = None
+    ) -> RefreshResult:
         """Make ``repository:tag`` cached and every blob of every platform warm: a pull by tag (which
-        imports an absent tag), waiting within the bound for a background import, then the blobs."""
+        imports an absent tag), waiting within the bound for a background import, then the blobs.
+        It removes nothing, so it needs no lease; it starts only with the time for its bound."""
+        if time_left is not None and time_left() < self.verify_timeout + CALL_ALLOWANCE:
+            return RefreshResult(ok=False, untouched=self._no_time(time_left))
         deadline = self.monotonic() + self.verify_timeout
         try:
             manifest = self.ecr.get_manifest(repository, tag=tag)
         except EcrError as exc:
-            if exc.code in DEFINITE_IMPORT_FAILURES:
+            # nothing is cached yet, so "not found" is upstream's answer: waiting cannot help
+            if exc.code in DEFINITE_IMPORT_FAILURES or exc.code in PREWARM_DEFINITE:
                 return RefreshResult(ok=False, failed_step=Step.IMPORT, reason=str(exc))
             try:
                 digest = self._wait_for_any(repository, tag, deadline, str(exc))
@@ -223,13 +370,14 @@ class Refresher:
                 )
             self.sleep(self.poll_interval)
 
-    def rollback(self, repository: str, tag: str, backups: Sequence[str]) -> RefreshResult:
-        """Put the newest backup generation back under ``tag`` (the previous image a refresh kept)."""
-        if not backups:
+    def rollback(self, repository: str, tag: str, backups: Sequence[BackupRecord]) -> RefreshResult:
+        """Put the newest backup generation ptc-sync recorded back under ``tag``."""
+        mine = newest_first(b for b in backups if b.source_tag == tag)
+        if not mine:
             return RefreshResult(
                 ok=False, failed_step=Step.READ_OLD, reason=f"no backup of {repository}:{tag}"
             )
-        newest = sorted(backups, key=lambda t: t.rpartition("--")[2])[-1]
+        newest = mine[0].backup_tag
         try:
             digest = self.ecr.tag_digest(repository, newest)
             if digest is None:
@@ -252,7 +400,7 @@ class Refresher:
 
     # -- steps 4 to 6 -----------------------------------------------------------------------------------
 
-    def _import_warm_verify(self, repo: str, tag: str, expected: str) -> ImageContents:
+    def _import_warm_verify(self, repo: str, tag: str, expected: str, old: str) -> ImageContents:
         deadline = self.monotonic() + self.verify_timeout
         first_error = ""
         try:
@@ -263,7 +411,7 @@ class Refresher:
             imported = None  # ECR may finish the import in the background: poll for it below
             first_error = str(exc)
         if imported is None:
-            self._wait_for_tag(repo, tag, expected, deadline, first_error)
+            self._wait_for_tag(repo, tag, expected, deadline, first_error, lagging=old)
             try:
                 imported = self.ecr.get_manifest(repo, tag=tag)
             except EcrError as exc:
@@ -275,11 +423,14 @@ class Refresher:
                 "(upstream moved during the refresh?)",
             )
         contents = self._warm(repo, imported)
-        self._wait_for_tag(repo, tag, expected, deadline, "")
+        self._wait_for_tag(repo, tag, expected, deadline, "", lagging=old)
         return contents
 
-    def _wait_for_tag(self, repo: str, tag: str, expected: str, deadline: float, first_error: str) -> None:
-        """Poll DescribeImages until ``tag`` shows ``expected``; a third digest fails at once."""
+    def _wait_for_tag(
+        self, repo: str, tag: str, expected: str, deadline: float, first_error: str, *, lagging: str = ""
+    ) -> None:
+        """Poll DescribeImages until ``tag`` shows ``expected``. Right after the delete it may still show
+        the old digest (``lagging``): that is waited out within the bound; a third digest fails at once."""
         last = ""
         while True:
             try:
@@ -288,8 +439,10 @@ class Refresher:
                 seen, last = None, str(exc)
             if seen == expected:
                 return
-            if seen is not None:
+            if seen is not None and seen != lagging:
                 raise StepFailedError(Step.VERIFY, f"tag shows {seen}, expected {expected}")
+            if seen is not None:
+                last = f"still shows the old {short_digest(seen)}"
             if self.monotonic() >= deadline:
                 why = first_error or last or "tag still absent"
                 raise StepFailedError(
@@ -325,27 +478,15 @@ class Refresher:
     # -- failure and cleanup -------------------------------------------------------------------------
 
     def _after_failure(
-        self, cached: CachedTag, old: Manifest, backup: str, step: Step, reason: str
+        self, intent: Lease, old: Manifest, record: BackupRecord, step: Step, reason: str
     ) -> RefreshResult:
-        """Put the old manifest back under the tag and check it is there; the backup tag goes only
-        once the tag is verified to show the old digest again."""
-        repo, tag = cached.repository, cached.tag
+        """Put the old manifest back under the tag and check it is there; the backup goes and the
+        intent closes only once the tag is verified to show the old digest again."""
+        repo, tag = intent.repository, intent.tag
         restored = self._tag_is(repo, tag, old.digest)  # the tag may never have gone (delete failed)
         rolled_back = False
         if not restored:
-            restore_error = ""
-            for attempt in range(RESTORE_ATTEMPTS):  # a throttled PutImage must not leave the tag absent
-                if attempt:  # flat: the time a run keeps in hand after the verify bound is short
-                    self.sleep(self.poll_interval)
-                try:
-                    self.ecr.put_manifest(repo, tag, old)
-                except EcrError as exc:
-                    restore_error = str(exc)
-                else:
-                    restore_error = ""
-                restored = self._tag_is(repo, tag, old.digest)  # ImageAlreadyExists also lands here
-                if restored:
-                    break
+            restored, restore_error = self.restore(repo, tag, old)
             rolled_back = restored
             if not restored:
                 return RefreshResult(
@@ -353,19 +494,48 @@ class Refresher:
                     failed_step=step,
                     reason=(
                         f"{reason}; ROLLBACK FAILED ({restore_error or 'tag does not show the old digest'}); "
-                        f"the old image {short_digest(old.digest)} is kept under {repo}:{backup}"
+                        f"the old image {short_digest(old.digest)} is kept under {repo}:{record.backup_tag} "
+                        "and the next run repairs the tag"
                     ),
-                    backup_tag=backup,
+                    backup_tag=record.backup_tag,
+                    repair_pending=True,
+                    notes=self._abandon(intent),
                 )
-        notes = self._drop_backups(repo, [backup], keep=0)
+        notes = self.drop_backups(repo, [record])
+        notes += self._release(intent)
         return RefreshResult(
             ok=False,
             failed_step=step,
             reason=reason,
             rolled_back=rolled_back,
-            backup_tag=backup if notes else None,
+            backup_tag=record.backup_tag if any(n.startswith(Step.DROP_BACKUP) for n in notes) else None,
             notes=notes,
         )
+
+    def restore(self, repo: str, tag: str, old: Manifest) -> tuple[bool, str]:
+        """PutImage ``old`` under ``tag`` until DescribeImages shows it (a throttled PutImage must not
+        leave the tag absent): (restored, the last error)."""
+        restore_error = ""
+        for attempt in range(RESTORE_ATTEMPTS):
+            if attempt:  # flat: the time a run keeps in hand after the verify bound is short
+                self.sleep(self.poll_interval)
+            try:
+                self.ecr.put_manifest(repo, tag, old)
+            except EcrError as exc:
+                restore_error = str(exc)
+            else:
+                restore_error = ""
+            if self._tag_is(repo, tag, old.digest):  # ImageAlreadyExists also lands here
+                return True, ""
+        return False, restore_error
+
+    def _abandon(self, intent: Lease) -> tuple[str, ...]:
+        """Leave the intent open but expired, so the next run's repair need not wait for the lease."""
+        try:
+            self.journal.abandon(intent, self.now())
+        except (StateError, LeaseHeldError) as exc:
+            return (f"intent left to expire ({exc})",)
+        return ()
 
     def _tag_is(self, repo: str, tag: str, digest: str) -> bool:
         try:
@@ -373,15 +543,18 @@ class Refresher:
         except EcrError:
             return False
 
-    def _drop_backups(self, repo: str, backups: Sequence[str], keep: int | None = None) -> tuple[str, ...]:
-        """Delete all but the newest ``keep`` backups; a failure here is a note, not a failed refresh."""
-        keep = self.keep_generations if keep is None else keep
-        ordered = sorted(set(backups), key=lambda t: t.rpartition("--")[2], reverse=True)
-        doomed = ordered[keep:]
+    def drop_backups(self, repo: str, doomed: Sequence[BackupRecord]) -> tuple[str, ...]:
+        """Delete these backup tags, then their ledger records; a failure here is a note, not a
+        failed refresh (a record whose tag is still there is pruned next time)."""
         if not doomed:
             return ()
+        tags = [r.backup_tag for r in doomed]
         try:
-            self.ecr.delete_tags(repo, doomed)
+            self.ecr.delete_tags(repo, tags)
         except EcrError as exc:
             return (f"{Step.DROP_BACKUP}: {exc}",)
+        try:
+            self.ledger.forget_backups(repo, tags)
+        except StateError as exc:
+            return (f"{Step.DROP_BACKUP}: ledger not updated ({exc})",)
         return ()

@@ -91,6 +91,8 @@ class SyncSettings(BaseModel):
     table_name: str | None = None
     tags_per_message: int = Field(default=50, ge=1, le=MAX_TAGS_PER_ITEM)
     refresh_cooldown_minutes: int = Field(default=30, ge=0, le=10080)
+    # the schedule's interval: a failed refresh waits this long, doubling per failure up to 24 h
+    schedule_minutes: int = Field(default=60, ge=1, le=1440)
     history_days: int = Field(default=14, ge=1, le=365)  # TTL of run results and idempotency records
     # images to keep cached before anyone pulls them (``repository:tag`` under a rule) and new-tag
     # discovery specs; both may also come from an SSM parameter document (prewarm_parameter)

@@ -79,12 +79,22 @@ FAILING_OUTCOMES: Final = frozenset({Outcome.REFRESH_FAILED, Outcome.UPSTREAM_ER
 # The tag matches upstream after this check: the end of a failure.
 RECOVERED_OUTCOMES: Final = frozenset({Outcome.FRESH, Outcome.REFRESHED})
 # Nothing was learned about the tag: a failure streak neither grows nor ends.
-INCONCLUSIVE_OUTCOMES: Final = frozenset({Outcome.RATE_LIMITED, Outcome.SKIPPED})
+INCONCLUSIVE_OUTCOMES: Final = frozenset(
+    {
+        Outcome.RATE_LIMITED,
+        Outcome.SKIPPED,
+        Outcome.IN_PROGRESS,
+        Outcome.NOT_A_CACHE,
+        Outcome.NOT_COMPARABLE,
+        Outcome.REPAIRED,
+    }
+)
 # The cached digest differs from upstream's after this check.
 DIFFERING_OUTCOMES: Final = frozenset({Outcome.STALE, Outcome.REFRESH_FAILED, Outcome.IMMUTABLE})
 # What "what changed" lists: refreshes and failures.
-CHANGE_OUTCOMES: Final = frozenset({Outcome.REFRESHED}) | FAILING_OUTCOMES
+CHANGE_OUTCOMES: Final = frozenset({Outcome.REFRESHED, Outcome.REPAIRED}) | FAILING_OUTCOMES
 
+MAX_BACKOFF: Final = timedelta(hours=24)
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 _ATTEMPTS: Final = 6  # for version conflicts, transaction conflicts and unprocessed batch items
 _BATCH_WRITE: Final = 25
@@ -136,6 +146,11 @@ class TagState:
     failure_streak: int = 0  # consecutive failing checks (inconclusive ones do not break it)
     stale_since: datetime | None = None  # first check that saw the cache differ from upstream
     alerted_outcome: Outcome | None = None  # the outcome of the last alert sent for this tag
+    # failed refreshes in a row towards ``failed_upstream`` (a success or a new upstream digest ends
+    # them) and when the last one failed: what the refresh backoff is computed from
+    refresh_failures: int = 0
+    failed_upstream: str | None = None
+    failed_at: datetime | None = None
     version: int = 0  # optimistic-concurrency counter of the stored item
 
     @property
@@ -174,6 +189,25 @@ def in_cooldown(state: TagState | None, now: datetime, cooldown: timedelta) -> b
     return now - state.refreshed_at < cooldown
 
 
+def backoff_until(
+    state: TagState | None, upstream_digest: str | None, now: datetime, base: timedelta
+) -> datetime | None:
+    """Until when a refresh of the tag waits after failing (None: it may refresh now).
+
+    After the n-th failed refresh towards one upstream digest the next one waits ``base * 2**(n-1)``,
+    at most MAX_BACKOFF; a different upstream digest is a new chance at once. A scheduled run starts
+    a little before the failure time plus a whole interval, so one failure skips one run, two skip
+    two or three, and so on: a refresh that keeps failing costs a few imports a day, not one a run.
+    """
+    if state is None or state.refresh_failures < 1 or state.failed_at is None:
+        return None
+    if upstream_digest is not None and upstream_digest != state.failed_upstream:
+        return None
+    delay = min(base * 2 ** (state.refresh_failures - 1), MAX_BACKOFF)
+    until = state.failed_at + delay
+    return until if now < until else None
+
+
 def next_tag_state(previous: TagState | None, result: TagResult, checked_at: datetime) -> TagState:
     """The state after ``result`` (checked at ``checked_at``); ``version`` is the previous one + 1."""
     base = previous or TagState(result.repository, result.tag)
@@ -192,6 +226,13 @@ def next_tag_state(previous: TagState | None, result: TagResult, checked_at: dat
         stale_since = base.stale_since
     refreshed = outcome is Outcome.REFRESHED
     upstream = result.upstream_digest or base.upstream_digest
+    failures, failed_upstream, failed_at = base.refresh_failures, base.failed_upstream, base.failed_at
+    if outcome is Outcome.REFRESH_FAILED:
+        same = failed_upstream is not None and failed_upstream == result.upstream_digest
+        failures = failures + 1 if same else 1
+        failed_upstream, failed_at = result.upstream_digest, checked_at
+    elif outcome in RECOVERED_OUTCOMES:
+        failures, failed_upstream, failed_at = 0, None, None
     # a refreshed tag holds what upstream had; the result's cached digest is the one it replaced
     cached = (result.upstream_digest if refreshed else result.cached_digest) or base.cached_digest
     return replace(
@@ -204,6 +245,9 @@ def next_tag_state(previous: TagState | None, result: TagResult, checked_at: dat
         failure_streak=streak,
         stale_since=stale_since,
         alerted_outcome=outcome if should_alert(previous, result) else base.alerted_outcome,
+        refresh_failures=failures,
+        failed_upstream=failed_upstream,
+        failed_at=failed_at,
         version=base.version + 1,
     )
 
@@ -271,13 +315,13 @@ class StateStore(Protocol):
 # -- item encoding -----------------------------------------------------------------------------------
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: state times must be timezone-aware")
     return moment.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
-def _parse_iso(text: str) -> datetime:
+def parse_iso(text: str) -> datetime:
     return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
 
 
@@ -302,7 +346,7 @@ def _int(item: Item, name: str) -> int | None:
 
 def _time(item: Item, name: str) -> datetime | None:
     text = _str(item, name)
-    return _parse_iso(text) if text is not None else None
+    return parse_iso(text) if text is not None else None
 
 
 def _outcome(item: Item, name: str) -> Outcome | None:
@@ -366,6 +410,9 @@ def _tag_state_from(item: Item) -> TagState:
         failure_streak=_int(item, "failureStreak") or 0,
         stale_since=_time(item, "staleSince"),
         alerted_outcome=_outcome(item, "alertedOutcome"),
+        refresh_failures=_int(item, "refreshFailures") or 0,
+        failed_upstream=_str(item, "failedUpstream"),
+        failed_at=_time(item, "failedAt"),
         version=_int(item, "version") or 0,
     )
 
@@ -377,7 +424,7 @@ def _tag_state_values(state: TagState) -> dict[str, AttributeValueTypeDef | None
         return {"S": value} if value is not None else None
 
     def opt_t(value: datetime | None) -> AttributeValueTypeDef | None:
-        return {"S": _iso(value)} if value is not None else None
+        return {"S": iso(value)} if value is not None else None
 
     return {
         "repository": {"S": state.repository},
@@ -390,6 +437,9 @@ def _tag_state_values(state: TagState) -> dict[str, AttributeValueTypeDef | None
         "failureStreak": {"N": str(state.failure_streak)},
         "staleSince": opt_t(state.stale_since),
         "alertedOutcome": opt_s(state.alerted_outcome.value if state.alerted_outcome else None),
+        "refreshFailures": {"N": str(state.refresh_failures)} if state.refresh_failures else None,
+        "failedUpstream": opt_s(state.failed_upstream),
+        "failedAt": opt_t(state.failed_at),
         "version": {"N": str(state.version)},
     }
 
@@ -407,7 +457,7 @@ def _result_item(run_id: str, result: TagResult, recorded_at: datetime, expires_
         "tag": {"S": result.tag},
         "rulePrefix": {"S": result.rule_prefix},
         "outcome": {"S": result.outcome.value},
-        "recordedAt": {"S": _iso(recorded_at)},
+        "recordedAt": {"S": iso(recorded_at)},
         EXPIRES_AT: {"N": str(expires_at)},
     }
     if result.cached_digest is not None:
@@ -419,12 +469,12 @@ def _result_item(run_id: str, result: TagResult, recorded_at: datetime, expires_
     if result.reason:
         item["reason"] = {"S": result.reason}
     if result.stale_since is not None:
-        item["staleSince"] = {"S": _iso(result.stale_since)}
+        item["staleSince"] = {"S": iso(result.stale_since)}
     if result.details:
         item["details"] = {"M": {k: {"S": v} for k, v in result.details.items()}}
     if result.outcome in CHANGE_OUTCOMES:
         item[CHANGE_DAY] = {"S": recorded_at.astimezone(UTC).date().isoformat()}
-        item[CHANGED_AT] = {"S": _iso(recorded_at)}
+        item[CHANGED_AT] = {"S": iso(recorded_at)}
     return item
 
 
@@ -462,7 +512,7 @@ def _progress_from(run_id: str, item: Item) -> RunProgress:
     )
 
 
-class _ConditionFailedError(Exception):
+class ConditionFailedError(Exception):
     """A ConditionExpression did not hold (internal: callers turn it into a decision or a StateError)."""
 
     def __init__(self, item: Item | None) -> None:
@@ -479,6 +529,48 @@ class _CancelledError(Exception):
 
 
 # -- the adapter -------------------------------------------------------------------------------------
+
+
+class TableCaller:
+    """One DynamoDB call on one table. Conflicts with an ongoing transaction are retried; a failed
+    condition raises ConditionFailedError (with the item when asked for); every other failure raises
+    StateError (throttling is botocore's to retry, then the caller's to decide)."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    def __call__[R](self, operation: str, call: Callable[[], R]) -> R:
+        for attempt in range(_ATTEMPTS):
+            try:
+                return call()
+            except ClientError as exc:
+                err = exc.response.get("Error", {})
+                code = err.get("Code", "Unknown")
+                if code == "ConditionalCheckFailedException":
+                    raw: Any = exc.response
+                    raise ConditionFailedError(raw.get("Item")) from exc
+                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+                conflict = code == "TransactionConflictException" or "TransactionConflict" in reasons
+                if conflict and attempt < _ATTEMPTS - 1:
+                    _backoff(attempt)
+                    continue
+                if code == "TransactionCanceledException" and not conflict:
+                    raise _CancelledError(reasons) from exc
+                raise StateError(operation, self.table_name, code, err.get("Message", str(exc))) from exc
+            except BotoCoreError as exc:
+                raise StateError(operation, self.table_name, type(exc).__name__, str(exc)) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def query(self, client: DynamoDBClient, request: Mapping[str, Any]) -> list[Item]:
+        """Every page of one Query."""
+        items: list[Item] = []
+        page_request: dict[str, Any] = {"TableName": self.table_name, **request}
+        while True:
+            page = self("Query", partial(client.query, **page_request))
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            page_request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 class DynamoStateStore:
@@ -500,32 +592,9 @@ class DynamoStateStore:
         self.ttl = timedelta(days=ttl_days)
         self.tag_ttl = timedelta(days=tag_ttl_days)
         self.now = now
+        self._call = TableCaller(table_name)
 
     # -- plumbing ------------------------------------------------------------------------------------
-
-    def _call[R](self, operation: str, call: Callable[[], R]) -> R:
-        """One DynamoDB call. Conflicts with an ongoing transaction are retried; every other failure
-        raises (throttling is botocore's to retry, then the caller's to decide)."""
-        for attempt in range(_ATTEMPTS):
-            try:
-                return call()
-            except ClientError as exc:
-                err = exc.response.get("Error", {})
-                code = err.get("Code", "Unknown")
-                if code == "ConditionalCheckFailedException":
-                    raw: Any = exc.response
-                    raise _ConditionFailedError(raw.get("Item")) from exc
-                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                conflict = code == "TransactionConflictException" or "TransactionConflict" in reasons
-                if conflict and attempt < _ATTEMPTS - 1:
-                    _backoff(attempt)
-                    continue
-                if code == "TransactionCanceledException" and not conflict:
-                    raise _CancelledError(reasons) from exc
-                raise StateError(operation, self.table_name, code, err.get("Message", str(exc))) from exc
-            except BotoCoreError as exc:
-                raise StateError(operation, self.table_name, type(exc).__name__, str(exc)) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _error(self, operation: str, code: str, message: str) -> StateError:
         return StateError(operation, self.table_name, code, message)
@@ -544,7 +613,7 @@ class DynamoStateStore:
         names: Mapping[str, str],
         values: Mapping[str, AttributeValueTypeDef],
     ) -> None:
-        """SET/REMOVE ``fields`` on one item if ``condition`` holds (else _ConditionFailedError)."""
+        """SET/REMOVE ``fields`` on one item if ``condition`` holds (else ConditionFailedError)."""
         expression, field_names, field_values = _set_and_remove(fields)
         self._call(
             "UpdateItem",
@@ -560,14 +629,7 @@ class DynamoStateStore:
         )
 
     def _query(self, request: Mapping[str, Any]) -> list[Item]:
-        items: list[Item] = []
-        page_request: dict[str, Any] = {"TableName": self.table_name, **request}
-        while True:
-            page = self._call("Query", partial(self.client.query, **page_request))
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            page_request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._call.query(self.client, request)
 
     # -- tags ----------------------------------------------------------------------------------------
 
@@ -626,7 +688,7 @@ class DynamoStateStore:
                     names,
                     values,
                 )
-            except _ConditionFailedError:
+            except ConditionFailedError:
                 continue
             return TagUpdate(previous, current, alert=should_alert(previous, result))
         raise self._error("UpdateItem", TOO_MUCH_CONTENTION, f"{result.image}: state changed under every try")
@@ -656,11 +718,11 @@ class DynamoStateStore:
         window = status.window_seconds
         fields: dict[str, AttributeValueTypeDef | None] = {
             "host": {"S": status.host},
-            "observedAt": {"S": _iso(at)},
+            "observedAt": {"S": iso(at)},
             "limit": _number(status.limit) if status.limit is not None else None,
             "remaining": _number(status.remaining) if status.remaining is not None else None,
             "windowSeconds": _number(window) if window else None,
-            "windowEndsAt": {"S": _iso(at + timedelta(seconds=window))} if window else None,
+            "windowEndsAt": {"S": iso(at + timedelta(seconds=window))} if window else None,
             "source": {"S": status.source} if status.source else None,
         }
         try:
@@ -669,9 +731,9 @@ class DynamoStateStore:
                 fields,
                 "attribute_not_exists(#observed) OR #observed < :at",
                 {"#observed": "observedAt"},
-                {":at": {"S": _iso(at)}},
+                {":at": {"S": iso(at)}},
             )
-        except _ConditionFailedError:
+        except ConditionFailedError:
             return False
         return True
 
@@ -690,7 +752,7 @@ class DynamoStateStore:
             try:
                 self._take(host, n, reserve, now)
                 return True
-            except _ConditionFailedError as failed:
+            except ConditionFailedError as failed:
                 old = failed.item
             if old is None or "remaining" not in old:
                 return True
@@ -714,13 +776,13 @@ class DynamoStateStore:
                 _host_key(host),
                 {
                     "remaining": _number(limit - n),
-                    "windowEndsAt": {"S": _iso(now + timedelta(seconds=window))},
+                    "windowEndsAt": {"S": iso(now + timedelta(seconds=window))},
                 },
                 "#ends = :seen",
                 {"#ends": "windowEndsAt"},
                 {":seen": {"S": ends}},
             )
-        except _ConditionFailedError:
+        except ConditionFailedError:
             return None
         return True
 
@@ -737,7 +799,7 @@ class DynamoStateStore:
                 ExpressionAttributeValues={
                     ":n": _number(n),
                     ":needed": _number(n + reserve),
-                    ":now": {"S": _iso(now)},
+                    ":now": {"S": iso(now)},
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             ),
@@ -754,7 +816,7 @@ class DynamoStateStore:
             "runId": {"S": run_id},
             "expected": _number(expected_items),
             "done": _number(0),
-            "startedAt": {"S": _iso(started_at)},
+            "startedAt": {"S": iso(started_at)},
             EXPIRES_AT: _number(_epoch(started_at + self.ttl)),
         }
         try:
@@ -768,7 +830,7 @@ class DynamoStateStore:
                     ExpressionAttributeNames={"#pk": PK},
                 ),
             )
-        except _ConditionFailedError:
+        except ConditionFailedError:
             raise self._error("PutItem", RUN_ALREADY_STARTED, f"run {run_id} exists") from None
 
     def record_results(
@@ -806,7 +868,7 @@ class DynamoStateStore:
                 response = self._call(
                     "UpdateItem", partial(self.client.update_item, **count_update, ReturnValues="ALL_NEW")
                 )
-            except _ConditionFailedError:
+            except ConditionFailedError:
                 raise not_started from None
             return self._summarise_if_done(run_id, response.get("Attributes", {}))
         marker: Item = {
@@ -871,12 +933,12 @@ class DynamoStateStore:
         try:
             self._update(
                 _run_key(run_id),
-                {"summarised": {"BOOL": True}, "summarisedAt": {"S": _iso(self.now())}},
+                {"summarised": {"BOOL": True}, "summarisedAt": {"S": iso(self.now())}},
                 "attribute_not_exists(#summarised) AND #done >= #expected",
                 {"#summarised": "summarised", "#done": "done", "#expected": "expected"},
                 {},
             )
-        except _ConditionFailedError:
+        except ConditionFailedError:
             return False
         return True
 
@@ -914,7 +976,7 @@ class DynamoStateStore:
     def changes_since(self, since: datetime, until: datetime | None = None) -> list[Change]:
         """Refreshes and failures recorded in [since, until], oldest first: one Query per UTC day."""
         end = until or self.now()
-        window = {":since": {"S": _iso(since)}, ":until": {"S": _iso(end)}}
+        window = {":since": {"S": iso(since)}, ":until": {"S": iso(end)}}
         changes: list[Change] = []
         day, last = since.astimezone(UTC).date(), end.astimezone(UTC).date()
         while day <= last:

@@ -20,6 +20,7 @@ from typing import Protocol
 from aws_lambda_powertools import Logger
 
 from ptc_sync.ecr import EcrAdapter, EcrError, Manifest, match_rule
+from ptc_sync.journal import BackupLedger, BackupRecord
 from ptc_sync.models import (
     CachedRepository,
     CachedTag,
@@ -32,11 +33,12 @@ from ptc_sync.models import (
     TagResult,
     UpstreamRef,
 )
-from ptc_sync.refresh import Refresher, StepFailedError, backup_source, is_backup_tag, pull_cost
+from ptc_sync.refresh import Refresher, RefreshResult, StepFailedError, is_backup_tag, pull_cost
 from ptc_sync.registry.errors import NotFoundError, RateLimitedError, RegistryError
 from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.settings import SyncSettings
-from ptc_sync.upstream import upstream_for
+from ptc_sync.state import StateError
+from ptc_sync.upstream import ROOT, upstream_for
 
 logger = Logger(child=True)
 RULES_TTL = 300.0  # seconds a container trusts its copy of the account's pull-through cache rules
@@ -70,11 +72,30 @@ class Discovery:
     targets: list[Target] = field(default_factory=list)
     skipped: list[TagResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    backups: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (repo, tag) → backup tags
+    # (repository, source tag) → the backups ptc-sync recorded for it (only ledger tags are backups)
+    backups: dict[tuple[str, str], list[BackupRecord]] = field(default_factory=dict)
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+EVERYTHING = frozenset({"*", "**"})
+
+
+def is_cache(repository: CachedRepository, include: Iterable[str]) -> bool:
+    """Whether ptc-sync may treat the repository as a cache. Under a prefixed rule ECR owns the
+    namespace. Under a ROOT rule any repository of the account matches, including ones the team
+    pushes to, and ECR says nowhere which repositories it created: only the operator's explicit
+    scope (PTC_REPOSITORY_INCLUDE naming it, not ``*``) makes one a cache."""
+    if repository.rule.prefix.strip().rstrip("/") != ROOT:
+        return True
+    return _matches(repository.name, [p for p in include if p not in EVERYTHING])
+
+
+def comparable(upstream_digest: str, cached_digest: str) -> bool:
+    """Digests of one algorithm compare; ECR's are sha256, an upstream's sha512 says nothing."""
+    return upstream_digest.partition(":")[0] == cached_digest.partition(":")[0]
 
 
 def is_immutable(repository: CachedRepository, tag: str) -> bool:
@@ -129,6 +150,7 @@ class SyncEngine:
         registry: UpstreamResolver,
         refresher: Refresher,
         settings: SyncSettings,
+        ledger: BackupLedger,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -136,6 +158,7 @@ class SyncEngine:
         self.registry = registry
         self.refresher = refresher
         self.settings = settings
+        self.ledger = ledger
         self.now = now
         self._rules: tuple[float, list[PullThroughCacheRule]] | None = None
 
@@ -169,9 +192,19 @@ class SyncEngine:
             )
             return found
         pulled_after = self.now() - timedelta(days=s.pulled_within_days) if s.pulled_within_days else None
+        not_caches = 0
         for repo in self.ecr.cached_repositories(rules):
-            if self.in_scope(repo.name):
-                self._collect(repo, found, pulled_after=pulled_after)
+            if not self.in_scope(repo.name):
+                continue
+            if not is_cache(repo, s.repository_include):
+                not_caches += 1
+                continue
+            self._collect(repo, found, pulled_after=pulled_after)
+        if not_caches:
+            logger.info(
+                "repositories under a ROOT rule left alone: not named by PTC_REPOSITORY_INCLUDE",
+                extra={"repositories": not_caches},
+            )
         return found
 
     def discover_repository(self, name: str, tags: Collection[str] | None = None) -> Discovery:
@@ -191,6 +224,12 @@ class SyncEngine:
             return found
         if repo is None:
             found.errors.append(f"{name}: no such repository in the cache")
+            return found
+        if not is_cache(repo, self.settings.repository_include):
+            reason = "not a cache: a repository under a ROOT rule that PTC_REPOSITORY_INCLUDE does not name"
+            found.skipped.extend(
+                TagResult(name, tag, rule.prefix, Outcome.NOT_A_CACHE, reason=reason) for tag in tags or ()
+            )
             return found
         self._collect(repo, found, pulled_after=None, only=tags)
         return found
@@ -215,11 +254,17 @@ class SyncEngine:
             return
         wanted = set(only) if only is not None else None
         seen: set[str] = set()
+        ledger: dict[str, BackupRecord] = {}
+        if any(is_backup_tag(cached.tag) for cached in tags):  # only then can the ledger know any
+            try:
+                ledger = {record.backup_tag: record for record in self.ledger.backups(repo.name)}
+            except StateError as exc:
+                found.errors.append(f"{repo.name}: backup ledger: {exc}")
+                return
         for cached in tags:
-            if is_backup_tag(cached.tag):
-                source = backup_source(cached.tag)
-                if source:
-                    found.backups.setdefault((repo.name, source), []).append(cached.tag)
+            record = ledger.get(cached.tag)
+            if record is not None:
+                found.backups.setdefault((repo.name, record.source_tag), []).append(record)
                 continue
             if wanted is not None and cached.tag not in wanted:
                 continue
@@ -293,16 +338,17 @@ class SyncEngine:
     def check(
         self,
         targets: Sequence[Target],
-        backups: Mapping[tuple[str, str], list[str]],
+        backups: Mapping[tuple[str, str], list[BackupRecord]],
         *,
         dry_run: bool,
         budget: PullBudget,
         time_left: Callable[[], float] | None = None,
-        refresh_gate: Callable[[Target], str] | None = None,
+        refresh_gate: Callable[[Target, str], str] | None = None,
     ) -> list[TagResult]:
         """Compare ``targets`` with upstream and refresh the stale ones: one result per target.
 
-        ``refresh_gate`` may hold a stale tag back (a cooldown): it returns the reason, or ''."""
+        ``refresh_gate(target, upstream digest)`` may hold a stale tag back (a cooldown, a backoff):
+        it returns the reason, or ''."""
         results: list[TagResult] = []
         stale: list[tuple[Target, ResolvedDigest]] = []
         # one upstream check per (upstream repository, tag), however many cached repos share it
@@ -324,6 +370,17 @@ class SyncEngine:
             elif answer.digest == target.cached.digest:
                 results.append(
                     self._result(target.repository, target.cached, Outcome.FRESH, upstream=answer.digest)
+                )
+            elif not comparable(answer.digest, target.cached.digest):
+                results.append(
+                    self._result(
+                        target.repository,
+                        target.cached,
+                        Outcome.NOT_COMPARABLE,
+                        upstream=answer.digest,
+                        reason=f"upstream reports a {answer.digest.partition(':')[0]} digest, the cache "
+                        f"{target.cached.digest.partition(':')[0]}: not compared, never refreshed",
+                    )
                 )
             elif is_immutable(target.repository, target.cached.tag):
                 results.append(
@@ -350,7 +407,7 @@ class SyncEngine:
 
         held: list[tuple[Target, ResolvedDigest]] = []
         for target, answer in stale:
-            reason = refresh_gate(target) if refresh_gate else ""
+            reason = refresh_gate(target, answer.digest) if refresh_gate else ""
             if reason:
                 results.append(
                     self._result(
@@ -376,7 +433,7 @@ class SyncEngine:
     def _refresh_all(
         self,
         stale: list[tuple[Target, ResolvedDigest]],
-        backups: Mapping[tuple[str, str], list[str]],
+        backups: Mapping[tuple[str, str], list[BackupRecord]],
         time_left: Callable[[], float] | None,
         budget: PullBudget,
     ) -> list[TagResult]:
@@ -393,7 +450,7 @@ class SyncEngine:
                     )
                 )
                 continue
-            if time_left is not None and time_left() < self.refresher.verify_timeout + 30:
+            if not self.refresher.has_time(time_left):
                 results.append(
                     self._result(
                         repo, cached, Outcome.STALE, upstream=answer.digest, reason="no time left in run"
@@ -425,30 +482,44 @@ class SyncEngine:
             target, answer, old = item
             repo, cached = target.repository, target.cached
             outcome = self.refresher.refresh(
-                cached, answer.digest, old=old, existing_backups=backups.get((repo.name, cached.tag), [])
-            )
-            if outcome.ok:
-                return self._result(
-                    repo,
-                    cached,
-                    Outcome.REFRESHED,
-                    upstream=answer.digest,
-                    platforms=outcome.platforms,
-                    reason="; ".join(outcome.notes),
-                )
-            return self._result(
-                repo,
                 cached,
-                Outcome.REFRESH_FAILED,
-                upstream=answer.digest,
-                reason=f"{outcome.failed_step}: {outcome.reason}"
-                + (" (rolled back)" if outcome.rolled_back else ""),
+                answer.digest,
+                old=old,
+                existing_backups=backups.get((repo.name, cached.tag), []),
+                time_left=time_left,
             )
+            return self.refresh_result(target, answer.digest, outcome)
 
         if planned:
             with ThreadPoolExecutor(max_workers=self.settings.refresh_concurrency) as pool:
                 results.extend(pool.map(one, planned))
         return results
+
+    def refresh_result(self, target: Target, upstream: str, outcome: RefreshResult) -> TagResult:
+        """The one mapping of a refresh's result to the tag's outcome."""
+        repo, cached = target.repository, target.cached
+        if outcome.ok:
+            return self._result(
+                repo,
+                cached,
+                Outcome.REFRESHED,
+                upstream=upstream,
+                platforms=outcome.platforms,
+                reason="; ".join(outcome.notes),
+            )
+        if outcome.held_by:
+            reason = f"another refresh of this tag is under way ({outcome.held_by}); nothing touched"
+            return self._result(repo, cached, Outcome.IN_PROGRESS, upstream=upstream, reason=reason)
+        if outcome.untouched:
+            return self._result(repo, cached, Outcome.STALE, upstream=upstream, reason=outcome.untouched)
+        return self._result(
+            repo,
+            cached,
+            Outcome.REFRESH_FAILED,
+            upstream=upstream,
+            reason=f"{outcome.failed_step}: {outcome.reason}"
+            + (" (rolled back)" if outcome.rolled_back else ""),
+        )
 
     def _result(
         self,

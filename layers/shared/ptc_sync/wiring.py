@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,11 +28,13 @@ from ptc_sync.credentials import (
     SecretsManagerCredentials,
 )
 from ptc_sync.ecr import EcrAdapter
+from ptc_sync.journal import BackupLedger, DynamoJournal, LocalJournal, RefreshJournal
 from ptc_sync.notify import Notifier, SnsNotifier
 from ptc_sync.planner import Planner
 from ptc_sync.queue import SqsWorkQueue, WorkQueue
 from ptc_sync.refresh import Refresher
 from ptc_sync.registry import RegistryClient
+from ptc_sync.repair import Repairer
 from ptc_sync.settings import SettingsError, SyncSettings, load_settings
 from ptc_sync.state import DynamoStateStore, StateStore, idempotency_persistence
 from ptc_sync.sync import SyncEngine
@@ -48,6 +51,9 @@ class App:
     registry: RegistryClient
     metrics_namespace: str
     session: boto3.Session
+    journal: RefreshJournal
+    ledger: BackupLedger
+    repairer: Repairer
     state: StateStore | None = None
     queue: WorkQueue | None = None
 
@@ -62,11 +68,20 @@ class App:
 
     def planner(self) -> Planner:
         state, queue = self.fanout()
-        return Planner(self.engine, queue, state, parameters=_ssm_json)
+        return Planner(self.engine, queue, state, repairs=self.repairer, parameters=_ssm_json)
 
     def checker(self) -> Checker:
         state, _queue = self.fanout()
-        return Checker(self.engine, state, self.notifier, metrics_namespace=self.metrics_namespace)
+        return Checker(
+            self.engine,
+            state,
+            self.notifier,
+            refresher=self.engine.refresher,
+            repairer=self.repairer,
+            journal=self.journal,
+            registry=self.engine.registry,
+            metrics_namespace=self.metrics_namespace,
+        )
 
     def idempotency(self) -> DynamoDBPersistenceLayer:
         if self.settings.table_name is None:
@@ -97,8 +112,17 @@ def build_app(
     )
     registry = RegistryClient(credentials, host_override=upstream_override)
     ecr = EcrAdapter(ecr_client)
+    journal: DynamoJournal | LocalJournal = (
+        DynamoJournal(session.client("dynamodb", config=AWS_CONFIG), settings.table_name)
+        if settings.table_name
+        else LocalJournal(now)
+    )
+    owner = f"{os.environ.get('AWS_LAMBDA_LOG_STREAM_NAME', 'local')}/{uuid.uuid4().hex[:12]}"
     refresher = Refresher(
         ecr,
+        journal,
+        journal,
+        owner=owner,
         verify_timeout=settings.verify_timeout_seconds,
         poll_interval=settings.verify_poll_seconds,
         keep_generations=settings.keep_generations,
@@ -124,7 +148,10 @@ def build_app(
         queue = SqsWorkQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url)
     return App(
         settings=settings,
-        engine=SyncEngine(ecr, registry, refresher, settings, now=now),
+        engine=SyncEngine(ecr, registry, refresher, settings, journal, now=now),
+        journal=journal,
+        ledger=journal,
+        repairer=Repairer(ecr, journal, journal, refresher, owner=owner, now=now),
         notifier=notifier,
         registry=registry,
         metrics_namespace=metrics_namespace or os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "PtcSync"),
