@@ -8,15 +8,39 @@ each function's ``app`` alone; here they share a process, so each gets a unique 
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from testbed.runtime import Delivery, EventBridgeTap, FakeContext, SqsEventSource
-from testbed.sandbox import Sandbox, template_resources
+from testbed.sandbox import ACCOUNT, REGION, Sandbox, template_resources
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+STACK_NAME = "ptc-sync"  # the stack the testbed stands for (samconfig.toml's stack_name)
+PSEUDO = {
+    "AWS::StackName": STACK_NAME,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Region": REGION,
+    "AWS::Partition": "aws",
+}
+
+
+def resolve(node: Any, resources: dict[str, Any]) -> Any:
+    """The intrinsic functions of the event rules: Ref (pseudo parameters, the request bus) and Fn::Sub."""
+    if isinstance(node, list):
+        return [resolve(n, resources) for n in node]
+    if isinstance(node, dict):
+        if set(node) == {"Ref"}:
+            name = node["Ref"]
+            return (
+                PSEUDO[name] if name in PSEUDO else resolve(resources[name]["Properties"]["Name"], resources)
+            )
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: str(PSEUDO[m[1]]), node["Fn::Sub"])
+        return {k: resolve(v, resources) for k, v in node.items()}
+    return node
 
 
 def load_handler(function: str) -> ModuleType:
@@ -46,7 +70,13 @@ class Stack:
         self.work = SqsEventSource(
             box.client("sqs"), box.work_queue_url, self.checker, function_name="checker", batch_size=batch
         )
-        events = resources["RequestsFunction"]["Properties"]["Events"]
+        events = resolve(resources["RequestsFunction"]["Properties"]["Events"], resources)
+        buses = {spec["Properties"].get("EventBusName", "default") for spec in events.values()} - {"default"}
+        existing = {b["Name"] for b in box.client("events").list_event_buses()["EventBuses"]}
+        for bus in sorted(buses - existing):
+            box.client("events").create_event_bus(Name=bus)
+        self.request_bus_name = events["SyncRequest"]["Properties"]["EventBusName"]
+        self.request_source = events["SyncRequest"]["Properties"]["Pattern"]["source"][0]
         self.taps = [
             EventBridgeTap(
                 box.client("events"),
@@ -55,6 +85,7 @@ class Stack:
                 pattern=spec["Properties"]["Pattern"],
                 handler=self.requests,
                 function_name="requests",
+                event_bus_name=spec["Properties"].get("EventBusName", "default"),
             )
             for name, spec in events.items()
         ]

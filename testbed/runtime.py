@@ -130,17 +130,21 @@ class EventBridgeTap:
         pattern: dict[str, Any],
         handler: Handler,
         function_name: str,
+        event_bus_name: str = "default",
     ) -> None:
         self.sqs = sqs
         self.handler = handler
         self.function_name = function_name
+        self.event_bus_name = event_bus_name
         self.queue_url = sqs.create_queue(QueueName=f"tap-{name}")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
         self.account = arn.split(":")[4]
-        events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
-        events.put_targets(Rule=name, Targets=[{"Id": "function", "Arn": arn}])
+        events.put_rule(
+            Name=name, EventPattern=json.dumps(pattern), State="ENABLED", EventBusName=event_bus_name
+        )
+        events.put_targets(Rule=name, EventBusName=event_bus_name, Targets=[{"Id": "function", "Arn": arn}])
 
     def deliver(self) -> list[Any]:
         """Invoke the handler once per event the rule matched; returns the handler's answers."""

@@ -1,6 +1,7 @@
-"""Runs started by events, replayed from events/ and put on moto's default bus: ECR's own pull-through
-cache events and on-demand Sync Requests reach the request handler through the EventBridge rules of
-template.yaml, its work goes over SQS to the checker, malformed events are refused with the reason."""
+"""Runs started by events, replayed from events/ and put on moto's buses (ECR's own pull-through cache
+events on the default bus, on-demand Sync Requests on the stack's request bus): they reach the request
+handler through the EventBridge rules of template.yaml, its work goes over SQS to the checker,
+malformed events are refused with the reason."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from ptc_sync.models import Outcome
 from ptc_sync.work import WorkKind
-from testbed.lambdas import Stack
+from testbed.lambdas import STACK_NAME, Stack
 from testbed.runtime import FakeContext
 from testbed.sandbox import Sandbox
 from tests.faults import AwsFaults
@@ -32,10 +33,11 @@ from .conftest import (
 )
 
 WRITES = ("PutImage", "BatchDeleteImage")
+REQUEST_BUS = f"{STACK_NAME}-requests"  # template.yaml's RequestBus
 
 
 def put_sync_request(box: Sandbox, detail: dict[str, Any]) -> None:
-    """What CI does after an upstream release: PutEvents on the default bus."""
+    """What CI does after an upstream release: PutEvents on the stack's request bus."""
     sample = load_event("sync-request.json")
     resp = box.client("events").put_events(
         Entries=[
@@ -43,7 +45,7 @@ def put_sync_request(box: Sandbox, detail: dict[str, Any]) -> None:
                 "Source": sample["source"],
                 "DetailType": sample["detail-type"],
                 "Detail": json.dumps(detail),
-                "EventBusName": "default",
+                "EventBusName": REQUEST_BUS,
             }
         ]
     )

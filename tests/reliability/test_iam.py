@@ -10,8 +10,10 @@ module, so the recording never depends on which tests ran before.
 Each recorded call becomes IAM actions and resources (TransactWriteItems is the actions of its
 parts; SendMessageBatch is sqs:SendMessage) and, for DynamoDB, the partition keys it touches. The
 function's Policies (resolved with the tests' CloudFormation evaluator, the optional parts switched
-on) must allow every one of them, ``dynamodb:LeadingKeys`` conditions included; and every action
-they grant must be used, except the documented ones below.
+on, the scope narrowed to the scenarios' rule prefixes and credentials) must allow every one of them,
+``dynamodb:LeadingKeys`` conditions included, and no Deny of theirs may refuse one; and every action
+they grant must be used, except the documented ones below. The work queue's own policy must let
+exactly the functions that send to it send.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ FUNCTIONS = {
 UPSTREAM_ECR = "210987654321.dkr.ecr.us-west-2.amazonaws.com"
 UPSTREAM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ptc-sync-upstream-reader"
 PREWARM_PARAMETER = "/ptc-sync/prewarm"
+# the rule prefixes the scenarios use (the sandbox's two rules and the ECR-to-ECR one below): the
+# checker's ECR writes are granted under these only
+RULE_PREFIXES = "ecr-public,docker-hub,ecr-up"
 
 # Granted but never called through the API: IAM checks them on the function's behalf.
 PERMISSION_ONLY = {
@@ -131,6 +136,7 @@ class Recorded:
     calls: list[Call]
     world: World
     chat_secret_arn: str
+    hub_secret_arn: str  # the docker-hub rule's credential secret (moto gives it a random suffix)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +147,9 @@ def recorded(registry: RegistryServer) -> Iterator[Recorded]:
         for world in harness.world_of(registry):
             recorder.install(monkeypatch)
             chat_arn = run_scenarios(world, recorder)
-            yield Recorded(list(recorder.calls), world, chat_arn)
+            rules = world.client("ecr").describe_pull_through_cache_rules()["pullThroughCacheRules"]
+            (hub_arn,) = [r["credentialArn"] for r in rules if r["ecrRepositoryPrefix"] == "docker-hub"]
+            yield Recorded(list(recorder.calls), world, chat_arn, hub_arn)
     finally:
         monkeypatch.undo()
         chat_wiring.set_notifier(None)
@@ -224,9 +232,10 @@ def run_scenarios(world: World, recorder: Recorder) -> str:
     harness.wiring.set_app(requests_app.app)
     events = world.client("events")
     request = {
-        "Source": "ptc-sync",
+        "Source": stack.request_source,
         "DetailType": "Sync Request",
         "Detail": json.dumps({"repositories": [public.name, "ecr-public/no-such-repository"]}),
+        "EventBusName": stack.request_bus_name,
     }
     ecr_event = {
         "Source": "aws.ecr",
@@ -250,7 +259,7 @@ def run_scenarios(world: World, recorder: Recorder) -> str:
         "version": "0",
         "id": "11111111-2222-4333-8444-555555555555",
         "detail-type": "Sync Request",
-        "source": "ptc-sync",
+        "source": stack.request_source,
         "account": ACCOUNT,
         "time": "2026-03-01T12:00:00Z",
         "region": REGION,
@@ -374,11 +383,18 @@ class Statement:
     actions: tuple[str, ...]
     resources: tuple[str, ...]
     leading_keys: tuple[str, ...] | None  # ForAllValues:StringLike dynamodb:LeadingKeys, if any
+    effect: str = "Allow"
+    not_resources: tuple[str, ...] = ()  # NotResource (the Deny confining ECR writes to rule prefixes)
 
-    def allows(self, need: Need) -> bool:
+    def matches(self, need: Need) -> bool:
         if not any(fnmatch.fnmatchcase(need.action, a) for a in self.actions):
             return False
-        if not any(fnmatch.fnmatchcase(need.resource, r) for r in self.resources):
+        if self.not_resources:
+            return not any(fnmatch.fnmatchcase(need.resource, r) for r in self.not_resources)
+        return any(fnmatch.fnmatchcase(need.resource, r) for r in self.resources)
+
+    def allows(self, need: Need) -> bool:
+        if self.effect != "Allow" or not self.matches(need):
             return False
         if self.leading_keys is not None:
             return bool(need.leading_keys) and all(
@@ -392,31 +408,54 @@ def as_list(value: Any) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def granted(function_id: str, chat_arn: str) -> list[Statement]:
-    template = load_template()
-    evaluator = Evaluator(
-        template,
+def evaluator_for(recorded: Recorded, **overrides: str) -> Evaluator:
+    return Evaluator(
+        load_template(),
         {
             "PrewarmParameterName": PREWARM_PARAMETER,
-            "ChatWebhookSecretArn": chat_arn,
+            "ChatWebhookSecretArn": recorded.chat_secret_arn,
             # sts:AssumeRole is granted for exactly the roles ECR-to-ECR rules name
             "UpstreamRoleArns": UPSTREAM_ROLE,
+            # writes under the rules in scope, secrets of the rules in scope
+            "RulePrefixes": RULE_PREFIXES,
+            "UpstreamCredentialArns": recorded.hub_secret_arn,
+            **overrides,
         },
     )
+
+
+def granted(function_id: str, recorded: Recorded, **overrides: str) -> list[Statement]:
+    evaluator = evaluator_for(recorded, **overrides)
     topic = evaluator.value({"Ref": "ReportTopic"})
     statements = []
-    for policy in evaluator.value(template["Resources"][function_id]["Properties"]["Policies"]):
+    for policy in evaluator.value(evaluator.template["Resources"][function_id]["Properties"]["Policies"]):
         assert isinstance(policy, dict), f"{function_id}: only inline policy documents ({policy!r})"
         for st in policy["Statement"]:
-            assert st["Effect"] == "Allow"
+            assert st["Effect"] in {"Allow", "Deny"}
+            assert st["Effect"] == "Allow" or "NotResource" in st, (
+                f"{st['Sid']}: a Deny confines by NotResource"
+            )
             condition = st.get("Condition", {})
             keys = condition.get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
             assert set(condition) <= {"ForAllValues:StringLike"}, f"{st['Sid']}: unexpected condition"
-            resources = tuple("REPORT_TOPIC" if r == topic else r for r in as_list(st["Resource"]))
+            resources = tuple("REPORT_TOPIC" if r == topic else r for r in as_list(st.get("Resource", [])))
             statements.append(
-                Statement(st["Sid"], as_list(st["Action"]), resources, as_list(keys) if keys else None)
+                Statement(
+                    st["Sid"],
+                    as_list(st["Action"]),
+                    resources,
+                    as_list(keys) if keys else None,
+                    effect=st["Effect"],
+                    not_resources=as_list(st.get("NotResource", [])),
+                )
             )
     return statements
+
+
+def permitted(statements: list[Statement], need: Need) -> bool:
+    """IAM's answer for one request: an Allow matches and no Deny does."""
+    denied = any(s.effect == "Deny" and s.matches(need) for s in statements)
+    return not denied and any(s.allows(need) for s in statements)
 
 
 # -- the checks ----------------------------------------------------------------------------------------
@@ -424,24 +463,25 @@ def granted(function_id: str, chat_arn: str) -> list[Statement]:
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_every_call_is_granted(recorded: Recorded, function: str) -> None:
-    statements = granted(FUNCTIONS[function], recorded.chat_secret_arn)
+    statements = granted(FUNCTIONS[function], recorded)
     used = {n for c in recorded.calls if c.function == function for n in needs(c, recorded.world)}
     assert used, f"the scenarios exercise {function}"
     missing = sorted(
         f"{n.action} on {n.resource} {list(n.leading_keys) or ''}"
         for n in used
-        if n.action not in NOT_GRANTED and not any(s.allows(n) for s in statements)
+        if n.action not in NOT_GRANTED and not permitted(statements, n)
     )
     assert not missing, f"{function} uses what its role does not grant:\n" + "\n".join(missing)
 
 
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_every_grant_is_used(recorded: Recorded, function: str) -> None:
-    statements = granted(FUNCTIONS[function], recorded.chat_secret_arn)
+    statements = granted(FUNCTIONS[function], recorded)
     used = {n.action for c in recorded.calls if c.function == function for n in needs(c, recorded.world)}
     unused = sorted(
         f"{s.sid}: {action}"
         for s in statements
+        if s.effect == "Allow"
         for action in s.actions
         if action not in used and action not in PERMISSION_ONLY and (function, action) not in FALLBACK_ONLY
     )
@@ -462,7 +502,9 @@ def test_resources_are_scoped(recorded: Recorded) -> None:
     """Every statement names ARNs (or template resources), except for actions without resource-level
     permissions, listed with the reason in NO_RESOURCE_LEVEL."""
     for function_id in FUNCTIONS.values():
-        for s in granted(function_id, recorded.chat_secret_arn):
+        for s in granted(function_id, recorded):
+            if s.effect == "Deny":
+                continue
             if "*" in s.resources:
                 assert set(s.actions) <= set(NO_RESOURCE_LEVEL), (
                     f"{function_id} {s.sid}: Resource * for {s.actions}"
@@ -474,6 +516,70 @@ def test_resources_are_scoped(recorded: Recorded) -> None:
 def test_dynamodb_writes_are_confined_by_leading_keys(recorded: Recorded) -> None:
     """Every DynamoDB statement of every function is conditioned on the partition keys it may touch."""
     for function_id in FUNCTIONS.values():
-        for s in granted(function_id, recorded.chat_secret_arn):
+        for s in granted(function_id, recorded):
             if any(a.startswith("dynamodb:") for a in s.actions):
                 assert s.leading_keys, f"{function_id} {s.sid}: no dynamodb:LeadingKeys condition"
+
+
+def test_ecr_writes_are_confined_to_the_rule_prefixes(recorded: Recorded) -> None:
+    """With RulePrefixes set, the checker may write under those prefixes of this account and region
+    only; with it empty (every rule) or ROOT, no prefix exists and writes stay on RepositoryScope."""
+    writes = ("ecr:PutImage", "ecr:BatchDeleteImage", "ecr:CreateRepository", "ecr:BatchImportUpstreamImage")
+    elsewhere = [
+        repository_arn("other/app"),
+        repository_arn("ecr-publicity/app"),  # a prefix of a prefix is not the prefix
+        f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/ecr-public/app",  # another region
+        f"arn:aws:ecr:{REGION}:210987654321:repository/ecr-public/app",  # another account
+    ]
+    narrowed = granted("CheckerFunction", recorded)
+    for action in writes:
+        for prefix in RULE_PREFIXES.split(","):
+            assert permitted(narrowed, Need(action, repository_arn(f"{prefix}/team/app")))
+        for arn in elsewhere:
+            assert not permitted(narrowed, Need(action, arn)), f"{action} on {arn}"
+        # reads are not confined: discovery lists every repository (DescribeRepositories on *)
+    assert permitted(narrowed, Need("ecr:DescribeImages", repository_arn("other/app")))
+    for prefixes in ("", "ROOT"):
+        wide = granted("CheckerFunction", recorded, RulePrefixes=prefixes)
+        assert permitted(wide, Need("ecr:PutImage", repository_arn("other/app")))
+        assert not any(s.effect == "Deny" for s in wide)
+
+
+def test_secrets_readable_are_the_credentials_of_the_rules_in_scope(recorded: Recorded) -> None:
+    """Not every ecr-pullthroughcache/ secret: the named ones and those of the rules the stack creates."""
+    other = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/other-AbCdEf"
+    stack_hub = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/stack-hub-AbCdEf"
+    for function_id in ("SyncFunction", "CheckerFunction"):
+        named = granted(function_id, recorded)
+        assert permitted(named, Need("secretsmanager:GetSecretValue", recorded.hub_secret_arn))
+        assert not permitted(named, Need("secretsmanager:GetSecretValue", other))
+        none = granted(function_id, recorded, UpstreamCredentialArns="")
+        assert not any("secretsmanager:GetSecretValue" in s.actions for s in none), function_id
+        created = granted(
+            function_id,
+            recorded,
+            UpstreamCredentialArns="",
+            CreateDockerHubRule="true",
+            DockerHubCredentialArn=stack_hub,
+        )
+        assert permitted(created, Need("secretsmanager:GetSecretValue", stack_hub))
+        assert not permitted(created, Need("secretsmanager:GetSecretValue", other))
+
+
+def test_only_the_functions_that_queue_work_may_send_to_the_work_queue(recorded: Recorded) -> None:
+    """The work queue's policy denies sqs:SendMessage to every principal but the roles of the functions
+    the recording shows sending (an identity policy elsewhere in the account is not enough)."""
+    senders = {
+        c.function for c in recorded.calls if c.service == "sqs" and c.operation.startswith("SendMessage")
+    }
+    assert senders == {"sync", "requests"}
+    roles = sorted(f"{FUNCTIONS[f]}Role.Arn" for f in senders)
+    evaluator = evaluator_for(recorded)
+    policy = evaluator.value(evaluator.template["Resources"]["WorkQueuePolicy"]["Properties"])
+    assert policy["Queues"] == [evaluator.value({"Ref": "WorkQueue"})]
+    deny, allow = policy["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "sqs:SendMessage")
+    assert deny["Resource"] == allow["Resource"] == "WorkQueue.Arn"
+    assert sorted(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]) == roles
+    assert (allow["Effect"], allow["Action"]) == ("Allow", "sqs:SendMessage")
+    assert sorted(allow["Principal"]["AWS"]) == roles

@@ -3,11 +3,14 @@ intrinsic functions the environment variables and lifecycle policies use.
 
 It knows what template.yaml uses and refuses anything else (an unknown function is an error, so a
 new construct cannot be skipped silently). ``Ref`` to a resource gives a fake physical id shaped like
-the real one (a topic ARN, a queue URL, a table name), enough for the settings validators.
+the real one (a topic ARN, a queue URL, a table name), enough for the settings validators, and
+named after the stack as CloudFormation names it (so two stacks' values can be compared). Resources
+SAM generates from a function (its role, the rules of its events) can be named in GetAtt.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,11 +21,12 @@ from samcli.yamlhelper import yaml_parse
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+STACK_NAME = "ptc-sync"
 PSEUDO = {
     "AWS::Region": REGION,
     "AWS::AccountId": ACCOUNT,
     "AWS::Partition": "aws",
-    "AWS::StackName": "ptc-sync",
+    "AWS::StackName": STACK_NAME,
     "AWS::URLSuffix": "amazonaws.com",
 }
 NO_VALUE = object()
@@ -37,20 +41,39 @@ def defaults(template: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
 
 
-def fake_physical_id(logical_id: str, resource: Mapping[str, Any]) -> str:
+def fake_physical_id(logical_id: str, resource: Mapping[str, Any], stack_name: str = STACK_NAME) -> str:
     kind = resource["Type"]
     if kind == "AWS::SNS::Topic":
-        return f"arn:aws:sns:{REGION}:{ACCOUNT}:ptc-sync-{logical_id}-ABC123"
+        return f"arn:aws:sns:{REGION}:{ACCOUNT}:{stack_name}-{logical_id}-ABC123"
     if kind == "AWS::SQS::Queue":
-        return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/ptc-sync-{logical_id}-ABC123"
-    return f"ptc-sync-{logical_id}-ABC123"
+        return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{stack_name}-{logical_id}-ABC123"
+    return f"{stack_name}-{logical_id}-ABC123"
+
+
+def sam_generated(template: Mapping[str, Any], logical_id: str) -> str | None:
+    """The function a SAM-generated logical id belongs to (``<Function>Role``, ``<Function><Event>``)."""
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function" or not logical_id.startswith(name):
+            continue
+        rest = logical_id[len(name) :]
+        if rest == "Role" or rest in resource["Properties"].get("Events", {}):
+            return str(name)
+    return None
 
 
 class Evaluator:
     """Conditions and values of ``template`` for one set of parameter values."""
 
-    def __init__(self, template: Mapping[str, Any], overrides: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        overrides: Mapping[str, str] | None = None,
+        *,
+        stack_name: str = STACK_NAME,
+    ) -> None:
         self.template = template
+        self.stack_name = stack_name
+        self.pseudo = {**PSEUDO, "AWS::StackName": stack_name}
         self.params = {**defaults(template), **dict(overrides or {})}
         unknown = set(overrides or {}) - set(template["Parameters"])
         if unknown:
@@ -63,6 +86,11 @@ class Evaluator:
         return self._conditions[name]
 
     def created(self, logical_id: str) -> bool:
+        if logical_id not in self.template["Resources"]:
+            owner = sam_generated(self.template, logical_id)
+            if owner is None:
+                raise KeyError(f"no resource {logical_id} (nor one SAM generates)")
+            return self.created(owner)
         name = self.template["Resources"][logical_id].get("Condition")
         return name is None or self.condition(name)
 
@@ -114,6 +142,9 @@ class Evaluator:
             if fn == "Fn::Join":
                 separator, items = arg
                 return separator.join(str(v) for v in self.value(items))
+            if fn == "Fn::Split":
+                separator, text = arg
+                return str(self.value(text)).split(separator)
             if fn == "Fn::GetAtt":
                 logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
                 if not self.created(logical_id):
@@ -126,8 +157,8 @@ class Evaluator:
     def _ref(self, name: str) -> Any:
         if name == "AWS::NoValue":
             return NO_VALUE
-        if name in PSEUDO:
-            return PSEUDO[name]
+        if name in self.pseudo:
+            return self.pseudo[name]
         if name in self.params:
             declared = self.template["Parameters"].get(name, {})
             if declared.get("Type") == "CommaDelimitedList":
@@ -136,7 +167,9 @@ class Evaluator:
         resource = self.template["Resources"][name]
         if not self.created(name):
             raise ValueError(f"Ref to {name}, which these parameters do not create")
-        return fake_physical_id(name, resource)
+        if resource["Type"] == "AWS::Events::EventBus":  # Ref of a bus is its name
+            return self.value(resource["Properties"]["Name"])
+        return fake_physical_id(name, resource, self.stack_name)
 
     def _sub(self, arg: Any) -> str:
         text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
@@ -162,3 +195,20 @@ def environment(evaluator: Evaluator, function_id: str) -> dict[str, str]:
     props = template["Resources"][function_id]["Properties"]
     merged.update(props.get("Environment", {}).get("Variables", {}))
     return {k: str(v) for k, v in evaluator.value(merged).items()}
+
+
+def sam_transform(template: Mapping[str, Any]) -> dict[str, Any]:
+    """``template`` as CloudFormation receives it: the SAM transform applied offline (no AWS call; the
+    code locations replaced by S3 placeholders, as ``sam validate`` does). Parameters and Conditions
+    stay, so ``Evaluator`` resolves the result for any parameter values and stack name."""
+    import boto3
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    source = copy.deepcopy(dict(template))
+    for resource in source["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://bucket/key"
+    translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=REGION))
+    return dict(translator.translate(source, {}, get_managed_policy_map=lambda: {}))

@@ -219,11 +219,28 @@ def test_notifier_reads_only_its_secret_and_gives_up_into_a_queue() -> None:
 
 def test_checker_concurrency_fits_the_sqs_event_source() -> None:
     """The SQS event source's MaximumConcurrency takes 2 to 1000 (CloudFormation refuses 1 at deploy
-    time; cfn-lint does not see it through the transform), and reserved concurrency must not be
-    below it or Lambda throttles the batches the poller hands over."""
+    time; cfn-lint does not see it through the transform), and reserved concurrency, when asked for,
+    must not be below it or Lambda throttles the batches the poller hands over."""
     checker = RESOURCES["CheckerFunction"]["Properties"]
     scaling = checker["Events"]["Work"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
     assert scaling == {"Ref": "CheckerConcurrency"}
-    assert checker["ReservedConcurrentExecutions"] == {"Ref": "CheckerConcurrency"}
     param = TEMPLATE["Parameters"]["CheckerConcurrency"]
     assert 2 <= param["MinValue"] <= param["MaxValue"] <= 1000
+    reserved = Evaluator(TEMPLATE, {"ReserveCheckerConcurrency": "true", "CheckerConcurrency": "7"}).value(
+        checker
+    )
+    assert (
+        reserved["ReservedConcurrentExecutions"]
+        == reserved["Events"]["Work"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+        == "7"
+    )
+
+
+@pytest.mark.parametrize("overrides", [{}, EVERYTHING_ON, {"CheckerConcurrency": "2"}])
+def test_no_function_reserves_concurrency_by_default(overrides: dict[str, str]) -> None:
+    """Lambda refuses a reservation that leaves fewer than 10 unreserved executions, so any reservation
+    fails in an account with the default quota of 10: the default deploy reserves none."""
+    evaluator = Evaluator(TEMPLATE, overrides)
+    for name in FUNCTIONS:
+        if evaluator.created(name):
+            assert "ReservedConcurrentExecutions" not in evaluator.value(RESOURCES[name]["Properties"]), name

@@ -4,11 +4,17 @@ project's on-demand sync requests (for example from CI after an upstream release
 Both are EventBridge events validated with Powertools parser models. They select cached
 repositories under existing rules and tags, by name or shell pattern; no field can name a host.
 The selection becomes work items for the checker, under a run of their own.
+
+ECR's events arrive on the default bus; Sync Requests on the stack's own request bus, whose policy
+lets only the principals the operator named put them, with the source ``ptc-sync.<stack name>``
+(template.yaml's rule matches that source and this account only). A request is bounded: patterns,
+the repositories and tags they match, the tags it may pre-warm and its free text.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
@@ -23,11 +29,31 @@ from ptc_sync.work import MAX_TAGS_PER_ITEM, RepositoryName, TagName, WorkItem, 
 
 logger = Logger(child=True)
 
-REQUEST_SOURCE: Final = "ptc-sync"
+REQUEST_SOURCE_PREFIX: Final = "ptc-sync."
+# ptc-sync.<CloudFormation stack name>: a letter, then letters, digits and hyphens (128 at most)
+REQUEST_SOURCE_RE: Final = r"^ptc-sync\.[A-Za-z][A-Za-z0-9-]{0,127}$"
 REQUEST_DETAIL_TYPE: Final = "Sync Request"
 ECR_SOURCE: Final = "aws.ecr"
 ECR_PTC_DETAIL_TYPE: Final = "ECR Pull Through Cache Action"
 SUCCESS: Final = "SUCCESS"
+
+# what one request may ask for and start (the schedule covers the rest)
+MAX_REQUEST_PATTERNS: Final = 20  # repositories[] entries
+MAX_REQUEST_TAG_PATTERNS: Final = 50  # tags[] entries
+MAX_MATCHED_REPOSITORIES: Final = 200
+MAX_REQUEST_TAGS: Final = 1000  # cached tags checked or refreshed, over all matched repositories
+MAX_REQUEST_PREWARM: Final = 10  # tags named but not cached yet, pre-warmed through the cache
+MAX_REASON_LENGTH: Final = 256
+# no control characters (C0, DEL, C1), no bidirectional overrides or isolates, no zero-width marks
+_PLAIN_TEXT = r"^[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]+$"
+
+
+def request_source(stack_name: str) -> str:
+    """The ``source`` of a Sync Request for the stack ``stack_name`` (its rule matches only that)."""
+    source = f"{REQUEST_SOURCE_PREFIX}{stack_name}"
+    if not re.fullmatch(REQUEST_SOURCE_RE, source):
+        raise ValueError(f"{stack_name!r} is not a CloudFormation stack name")
+    return source
 
 
 def _path_segments(value: str) -> str:
@@ -47,6 +73,21 @@ RepositoryPattern = Annotated[
 TagPattern = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*?\[\]-]+$")
 ]
+# the EventBridge envelope, bounded: an id is a UUID (36), an account 12 digits, a region short
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+Region = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+$")]
+ResourceArn = Annotated[str, StringConstraints(max_length=2048)]
+PlainText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REASON_LENGTH, pattern=_PLAIN_TEXT)]
+
+
+class BoundedEventBridgeModel(EventBridgeModel):
+    """Powertools' EventBridge envelope with every identifier bounded."""
+
+    id: EventId
+    account: AccountId
+    region: Region
+    resources: list[ResourceArn] = Field(max_length=20)
 
 
 class PullThroughCacheAction(BaseModel):
@@ -65,25 +106,27 @@ class PullThroughCacheAction(BaseModel):
     failure_reason: str | None = Field(default=None, alias="failure-reason", max_length=2048)
 
 
-class EcrPullThroughCacheEvent(EventBridgeModel):
+class EcrPullThroughCacheEvent(BoundedEventBridgeModel):
     source: Literal["aws.ecr"]
     detail_type: Literal["ECR Pull Through Cache Action"] = Field(alias="detail-type")
     detail: PullThroughCacheAction
 
 
 class SyncRequest(BaseModel):
-    """``detail`` of an on-demand request: ``source: ptc-sync``, ``detail-type: Sync Request``."""
+    """``detail`` of an on-demand request: ``source: ptc-sync.<stack>``, ``detail-type: Sync Request``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    repositories: tuple[RepositoryPattern, ...] = Field(min_length=1, max_length=50)
-    tags: tuple[TagPattern, ...] = Field(default=(), max_length=100)
+    repositories: tuple[RepositoryPattern, ...] = Field(min_length=1, max_length=MAX_REQUEST_PATTERNS)
+    tags: tuple[TagPattern, ...] = Field(default=(), max_length=MAX_REQUEST_TAG_PATTERNS)
     action: Literal["check", "refresh"] = "refresh"
     dry_run: bool = False
+    # who asked and why, for the log (e.g. "CI: node 22.12.0 released"); plain text, bounded
+    reason: PlainText | None = None
 
 
-class SyncRequestEvent(EventBridgeModel):
-    source: Literal["ptc-sync"]
+class SyncRequestEvent(BoundedEventBridgeModel):
+    source: Annotated[str, StringConstraints(pattern=REQUEST_SOURCE_RE)]
     detail_type: Literal["Sync Request"] = Field(alias="detail-type")
     detail: SyncRequest
 
@@ -105,9 +148,20 @@ class RequestPlanner:
         self.planner = planner
         self.engine = planner.engine
 
+    def _foreign(self, account: str) -> str | None:
+        """Why an event of ``account`` is refused (the stack's rules match its own account only)."""
+        own = self.engine.settings.account_id
+        if own and account != own:
+            return f"event of account {account}, not this stack's ({own})"
+        return None
+
     def from_ecr_event(self, event: EcrPullThroughCacheEvent) -> Plan:
         action = event.detail
         plan = Plan(new_run_id(self.engine.now()))
+        foreign = self._foreign(event.account)
+        if foreign:
+            plan.errors.append(foreign)
+            return plan
         if action.sync_status == SUCCESS:
             # a newly cached (or re-checked) tag: track it from now on and check it at once
             kind = WorkKind.CHECK
@@ -139,9 +193,20 @@ class RequestPlanner:
         )
         return plan
 
+    def from_request_event(self, event: SyncRequestEvent) -> Selection:
+        """``from_request`` for a request of this stack's account only."""
+        foreign = self._foreign(event.account)
+        if foreign:
+            selection = Selection(Plan(new_run_id(self.engine.now())))
+            selection.plan.errors.append(foreign)
+            return selection
+        return self.from_request(event.detail)
+
     def from_request(self, request: SyncRequest) -> Selection:
         plan = Plan(new_run_id(self.engine.now()))
         selection = Selection(plan)
+        if request.reason:
+            logger.info("sync request", extra={"run_id": plan.run_id, "reason": request.reason})
         rules = self.engine.rules()
         try:
             repos = [r for r in self.engine.ecr.cached_repositories(rules) if self.engine.in_scope(r.name)]
@@ -150,6 +215,12 @@ class RequestPlanner:
             return selection
         chosen = [r for r in repos if any(fnmatch.fnmatchcase(r.name, p) for p in request.repositories)]
         selection.matched_repositories = [r.name for r in chosen]
+        if len(chosen) > MAX_MATCHED_REPOSITORIES:
+            plan.errors.append(
+                f"the request matches {len(chosen)} repositories, more than {MAX_MATCHED_REPOSITORIES}: "
+                "narrow its patterns (the schedule checks every repository)"
+            )
+            return selection
         for pattern in request.repositories:
             if not _is_pattern(pattern) and pattern not in selection.matched_repositories:
                 plan.errors.append(
@@ -189,7 +260,23 @@ class RequestPlanner:
                         source="request",
                     )
                 )
-        return selection
+        return _within_bounds(selection)
+
+
+def _within_bounds(selection: Selection) -> Selection:
+    """The selection, or none of it (with the reason) when it asks for more than one request may."""
+    plan = selection.plan
+    warm = sum(len(i.tags) for i in plan.items if i.kind == WorkKind.WARM)
+    checked = sum(len(i.tags) for i in plan.items if i.kind != WorkKind.WARM)
+    problems = []
+    if checked > MAX_REQUEST_TAGS:
+        problems.append(f"{checked} tags to check, more than {MAX_REQUEST_TAGS}")
+    if warm > MAX_REQUEST_PREWARM:
+        problems.append(f"{warm} uncached tags to pre-warm, more than {MAX_REQUEST_PREWARM}")
+    if problems:
+        plan.items.clear()
+        plan.errors.append("request refused: " + "; ".join(problems) + " (narrow it)")
+    return selection
 
 
 def parse_request_event(raw: dict[str, Any]) -> EcrPullThroughCacheEvent | SyncRequestEvent:
