@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ptc_sync.chat.service import deliver_sns_event
+from ptc_sync.logs import service_logger
 
-logger = Logger()
+logger = service_logger()
 tracer = Tracer()
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ptc_sync.logs import service_logger
 from ptc_sync.service import plan_scheduled_run
 
-logger = Logger()
+logger = service_logger()
 tracer = Tracer()
 
 

@@ -5,7 +5,9 @@
 - An ECR upstream (ECR-to-ECR rule): ``GetAuthorizationToken`` in the upstream's region, after
   ``sts:AssumeRole`` into the rule's ``customRoleArn`` when set. Tokens are cached until near expiry.
 
-Secrets never appear in logs, exception messages or reprs.
+Secrets never appear in logs, exception messages or reprs: every value obtained here is registered
+with ``ptc_sync.redact`` before it is used, so any text that echoes it (an upstream error body, a
+header) is masked wherever it goes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ptc_sync.models import UpstreamKind, UpstreamRef
+from ptc_sync.redact import redact, register_credentials, register_secret
 from ptc_sync.upstream import UpstreamMappingError, parse_ecr_host
 
 if TYPE_CHECKING:
@@ -40,6 +43,9 @@ SECRET_NAME_PREFIX: Final = "ecr-pullthroughcache/"  # noqa: S105 - a name prefi
 
 class CredentialsError(Exception):
     """Credentials could not be obtained. The message names the source, never a secret value."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))  # it may quote botocore's text
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +139,7 @@ class SecretsManagerCredentials:
         ]
         if missing:
             raise CredentialsError(f"secret {arn[:200]} lacks {' and '.join(missing)} (non-empty strings)")
+        register_credentials(doc["username"], doc["accessToken"])
         return Credentials(username=doc["username"], secret=doc["accessToken"])
 
     def invalidate(self, ref: UpstreamRef) -> None:
@@ -217,6 +224,8 @@ class EcrAuthorizationCredentials:
                 assumed = self._sts_client().assume_role(
                     RoleArn=ref.custom_role_arn, RoleSessionName=self._session_name, DurationSeconds=900
                 )["Credentials"]
+                register_secret(assumed["SecretAccessKey"])
+                register_secret(assumed["SessionToken"])
                 aws_creds = {
                     "aws_access_key_id": assumed["AccessKeyId"],
                     "aws_secret_access_key": assumed["SecretAccessKey"],
@@ -235,6 +244,7 @@ class EcrAuthorizationCredentials:
         data: list[Any] = list(out.get("authorizationData") or [])
         if not data or not data[0].get("authorizationToken"):
             raise CredentialsError(f"GetAuthorizationToken for {account} in {region} returned no token")
+        register_secret(data[0]["authorizationToken"])
         try:
             decoded = base64.b64decode(data[0]["authorizationToken"], validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
@@ -244,6 +254,7 @@ class EcrAuthorizationCredentials:
         username, sep, password = decoded.partition(":")
         if not sep or not username or not password:
             raise CredentialsError(f"GetAuthorizationToken for {account} returned a malformed token")
+        register_credentials(username, password)
         expires = data[0].get("expiresAt")
         if not isinstance(expires, datetime):
             expires = self._now() + timedelta(hours=1)  # ECR says 12 h; without a date, assume less
@@ -298,6 +309,8 @@ class StaticCredentials:
 
     def __init__(self, by_host: Mapping[str, Credentials]) -> None:
         self._by_host = dict(by_host)
+        for creds in self._by_host.values():
+            register_credentials(creds.username, creds.secret)
 
     def credentials_for(self, ref: UpstreamRef) -> Credentials | None:
         return self._by_host.get(ref.host)

@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
+from ptc_sync.redact import redact
+
 DIGEST_RE: Final = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 
 
@@ -144,6 +146,10 @@ class Outcome(StrEnum):
         return self not in {Outcome.FRESH, Outcome.SKIPPED, Outcome.IN_PROGRESS, Outcome.NOT_A_CACHE}
 
 
+MAX_REASON_CHARS: Final = 1000
+MAX_PLATFORM_CHARS: Final = 100
+
+
 @dataclass(frozen=True, slots=True)
 class TagResult:
     repository: str
@@ -156,6 +162,21 @@ class TagResult:
     reason: str = ""  # for failures: the step and the error, precise enough to act on
     stale_since: datetime | None = None  # when the upstream digest was first seen differing
     details: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # the one place every result passes: state items, reports, logs and the CLI see only redacted,
+        # bounded text, whatever upstream put into an error
+        if self.reason:
+            object.__setattr__(self, "reason", redact(self.reason, limit=MAX_REASON_CHARS))
+        if self.platforms:
+            shown = tuple(redact(p, limit=MAX_PLATFORM_CHARS) for p in self.platforms)
+            object.__setattr__(self, "platforms", shown)
+        if self.details:
+            details = {
+                key: redact(value, limit=MAX_REASON_CHARS) if isinstance(value, str) else value
+                for key, value in self.details.items()
+            }
+            object.__setattr__(self, "details", details)
 
     @property
     def image(self) -> str:

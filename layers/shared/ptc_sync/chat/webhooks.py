@@ -5,7 +5,9 @@ The secret is a JSON object with any subset of the keys ``slack``, ``teams``, ``
 Parameters with ``max_age`` caching.
 
 A webhook URL is a credential: whoever has it can post. It never appears in logs, exception
-messages or reprs; problems name the channel and the rule the URL broke, never the URL.
+messages or reprs; problems name the channel and the rule the URL broke, never the URL. Its secret
+parts (the token segments and query values) are registered with ``ptc_sync.redact`` as soon as the
+secret is read, so a service echoing one back is masked too.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+from ptc_sync.redact import register_secret
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
@@ -63,6 +67,20 @@ RULES: Final[Mapping[Channel, _HostRule]] = {
 
 _SAFE_KEY_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 _MAX_URL_CHARS: Final = 2048
+_MIN_SECRET_PART_CHARS: Final = 16
+
+
+def register_url_secrets(url: str) -> None:
+    """Register the parts of a webhook URL that carry its secret: long path segments and query values
+    (the URL's start, ``https://host/``, is no secret and must not be masked in other text)."""
+    try:
+        parts = urlsplit(url[:_MAX_URL_CHARS])
+        values = [*parts.path.split("/"), *(value for _name, value in parse_qsl(parts.query))]
+    except ValueError:
+        values = []
+    for value in values:
+        if len(value) >= _MIN_SECRET_PART_CHARS and "/" not in value:
+            register_secret(value)
 
 
 class WebhookConfigError(ValueError):
@@ -136,6 +154,7 @@ def parse_webhook_secret(raw: str | bytes) -> WebhookConfig:
         if not isinstance(value, str):
             rejected[channel] = f"{channel} webhook URL is not a string"
             continue
+        register_url_secrets(value)
         try:
             webhooks.append(validate_webhook(channel, value))
         except WebhookConfigError as exc:

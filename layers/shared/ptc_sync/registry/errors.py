@@ -2,7 +2,8 @@
 
 Every error names what was asked (host, repository, reference), what happened (HTTP status or
 transport failure) and carries a stable ``kind`` string the sync engine maps to an outcome.
-Messages never contain credentials or tokens.
+Messages never contain credentials or tokens: every message passes ``ptc_sync.redact`` when the
+error is made, whatever upstream text it quotes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from ptc_sync.models import RateLimitStatus
+from ptc_sync.redact import redact
 
 
 def describe_target(host: str, repository: str = "", reference: str = "") -> str:
@@ -37,6 +39,7 @@ class RegistryError(Exception):
         reference: str = "",
         status: int | None = None,
     ) -> None:
+        message = redact(message)  # messages quote upstream bodies and headers: no credential survives
         super().__init__(message)
         self.message = message
         self.host = host
