@@ -20,7 +20,7 @@ from ptc_sync.chat.notifier import ChatNotifier
 from ptc_sync.chat.poster import RetryPolicy
 from ptc_sync.chat.settings import ChatSettings
 from ptc_sync.chat.webhooks import Channel
-from tests.chat.sample import DASHBOARD_URL
+from tests.chat.sample import DASHBOARD_URL, TOPIC_ARN
 
 # Real-looking webhook URLs; the trailing tokens are what must never leak into logs or errors.
 SECRET_TOKENS = {
@@ -186,7 +186,10 @@ class ChatSandbox:
     def install(self, *, secret_id: str | None = None, policy: RetryPolicy | None = None) -> ChatNotifier:
         """Build the notifier the handler will use (secret cache off, so put_webhooks takes effect)."""
         settings = ChatSettings(
-            chat_secret_arn=secret_id or self.secret_arn, dashboard_url=DASHBOARD_URL, chat_secret_max_age=0
+            chat_secret_arn=secret_id or self.secret_arn,
+            dashboard_url=DASHBOARD_URL,
+            chat_secret_max_age=0,
+            topic_arn=TOPIC_ARN,
         )
         notifier = wiring.build_notifier(
             settings,

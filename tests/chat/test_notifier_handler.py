@@ -23,7 +23,7 @@ from tests.chat.conftest import (
     FakeLambdaContext,
     Reply,
 )
-from tests.chat.sample import EVENT_PATH, MESSAGE_ID, sample_event, sns_event
+from tests.chat.sample import EVENT_PATH, MESSAGE_ID, TOPIC_ARN, sample_event, sns_event
 from tests.chat.schemas import violations
 from tests.conftest import load_handler
 
@@ -204,12 +204,18 @@ def test_settings_name_the_bad_variable_but_never_its_value() -> None:
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_chat_settings(
-        {"PTC_CHAT_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:x", "PTC_DASHBOARD_URL": ""}
+        {
+            "PTC_CHAT_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+            "PTC_DASHBOARD_URL": "",
+            "PTC_TOPIC_ARN": TOPIC_ARN,
+        }
     )
 
     assert settings.dashboard_url is None
     assert settings.chat_secret_max_age == 300
+    assert settings.topic_arn == TOPIC_ARN
     monkeypatch.setenv("PTC_CHAT_SECRET_ARN", "ptc-sync/chat-webhooks")
+    monkeypatch.setenv("PTC_TOPIC_ARN", TOPIC_ARN)
     wiring.set_notifier(None)
     try:
         assert wiring.get_notifier() is wiring.get_notifier()

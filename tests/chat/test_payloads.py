@@ -194,7 +194,7 @@ def test_discord_never_pings_and_escapes_markdown_outside_code() -> None:
     message = discord.payload(chat_report(run(failed)))
 
     assert message["allowed_mentions"] == {"parse": []}
-    assert r"ask @everyone about \*this\*\_now" in message["embeds"][0]["description"]
+    assert "ask @\u200beveryone about \\*this\\*\\_now" in message["embeds"][0]["description"]
     assert "`docker-hub/library/node:lts`" in message["embeds"][0]["description"]
     assert (
         message["embeds"][0]["color"]

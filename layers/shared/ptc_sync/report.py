@@ -5,6 +5,12 @@ Pure: no I/O. ``notify`` publishes what ``build_notification`` returns.
 The chat description lists every notable tag one line each, section by section; a section longer
 than ``max_lines_per_section`` ends with "… and N more" instead, so a run over thousands of tags
 stays a short, readable message far below SNS's 256 KB.
+
+Text that came from outside (reasons, run errors, platforms, tag names) is redacted
+(``ptc_sync.redact``), kept to one bounded line and escaped for the chats AWS Chatbot renders it in:
+``&``, ``<`` and ``>`` as entities (Slack: ``<!channel>`` must not ping a whole channel) and markdown
+links broken apart (Teams: a label must not hide where a link goes). ``parse_description`` undoes
+the escaping, so the webhook builders escape for their own dialect.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from enum import StrEnum
 from typing import Final, Literal, NamedTuple, TypedDict
 
 from ptc_sync.models import Outcome, RunReport, TagResult, short_digest
+from ptc_sync.redact import defang_links, redact
 
 SERVICE: Final = "ptc-sync"
 EVENT_TYPE: Final = "SyncRunReport"
@@ -259,7 +266,7 @@ def description(report: RunReport, *, max_lines_per_section: int = MAX_LINES_PER
     if report.errors:
         blocks.append(
             _section_block(
-                "Run errors", [f"• {_one_line(error)}" for error in report.errors], max_lines_per_section
+                "Run errors", [f"• {outside_text(error)}" for error in report.errors], max_lines_per_section
             )
         )
     for section in _sections(report):
@@ -328,31 +335,33 @@ def parse_description(text: str) -> ParsedDescription:
     not follow it is kept as a section without heading, its lines as they are, so nothing is dropped.
     """
     summary, *blocks = text.split("\n\n")
-    return ParsedDescription(summary=summary, sections=tuple(_parse_block(block) for block in blocks))
+    return ParsedDescription(
+        summary=unescape(summary), sections=tuple(_parse_block(block) for block in blocks)
+    )
 
 
 def _parse_block(block: str) -> DescriptionSection:
     first, *rest = block.split("\n")
     heading = _HEADING_RE.fullmatch(first)
     if heading is None:
-        return DescriptionSection(heading="", total=len(rest) + 1, lines=(first, *rest))
+        return DescriptionSection(heading="", total=len(rest) + 1, lines=tuple(map(unescape, (first, *rest))))
     hidden = 0
     if rest and (more := _MORE_RE.fullmatch(rest[-1])):
         hidden = int(more["hidden"])
         rest = rest[:-1]
-    bullets = tuple(line.removeprefix(_BULLET) for line in rest)
+    bullets = tuple(unescape(line.removeprefix(_BULLET)) for line in rest)
     return DescriptionSection(heading["heading"], int(heading["total"]), bullets, hidden)
 
 
 def tag_line(result: TagResult) -> str:
     """``• `repo:tag` `0123456789ab` → `fedcba987654` (linux/amd64, linux/arm64)``, then ``: reason``."""
-    parts = [f"`{result.image}`"]
+    parts = [f"`{escape(result.image)}`"]
     if result.outcome in _DIGEST_CHANGE_OUTCOMES and (result.cached_digest or result.upstream_digest):
         parts.append(f"{_short(result.cached_digest)} → {_short(result.upstream_digest)}")
     if result.outcome in _PLATFORM_OUTCOMES and result.platforms:
         parts.append(f"({_platform_list(result.platforms)})")
     line = "• " + " ".join(parts)
-    reason = _one_line(result.reason)
+    reason = outside_text(result.reason)
     return f"{line}: {reason}" if reason else line
 
 
@@ -361,20 +370,42 @@ def _short(digest: str | None) -> str:
 
 
 def _platform_list(platforms: Sequence[str]) -> str:
-    shown = ", ".join(platforms[:MAX_PLATFORMS_SHOWN])
+    shown = ", ".join(outside_text(platform) for platform in platforms[:MAX_PLATFORMS_SHOWN])
     hidden = len(platforms) - MAX_PLATFORMS_SHOWN
     return f"{shown} +{hidden} more" if hidden > 0 else shown
 
 
 def _one_line(text: str) -> str:
     """Collapse whitespace (a reason must not break the one-line-per-tag layout) and bound its length."""
-    flat = " ".join(text.split())
+    flat = " ".join(redact(text, limit=None).split())
     return flat if len(flat) <= MAX_REASON_CHARS else flat[: MAX_REASON_CHARS - 1].rstrip() + "…"
+
+
+_ESCAPES: Final = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+
+
+def escape(text: str) -> str:
+    """``&``, ``<`` and ``>`` as the entities Slack's markdown wants, markdown links broken apart."""
+    for char, entity in _ESCAPES:
+        text = text.replace(char, entity)
+    return defang_links(text)
+
+
+def unescape(text: str) -> str:
+    """The inverse of ``escape``'s entities (readers render the text in their own dialect)."""
+    for char, entity in reversed(_ESCAPES):
+        text = text.replace(entity, char)
+    return text
+
+
+def outside_text(text: str) -> str:
+    """Text from outside as the description carries it: redacted, one bounded line, escaped."""
+    return escape(_one_line(text))
 
 
 def _rate_limit_lines(report: RunReport) -> list[str]:
     return [
-        f"• `{status.host}` {status.remaining}/{status.limit if status.limit is not None else '?'} left"
+        f"• `{escape(status.host)}` {status.remaining}/{'?' if status.limit is None else status.limit} left"
         for status in sorted(report.rate_limits, key=lambda status: status.host)
         if status.remaining is not None
     ]
@@ -385,7 +416,7 @@ def _rate_limit_lines(report: RunReport) -> list[str]:
 _NEXT_STEPS: Final[Mapping[Outcome, Callable[[RunReport], str]]] = {
     Outcome.REFRESH_FAILED: lambda report: (
         "Failed refreshes kept their previous image; the function logs of run "
-        f"{report.run_id} (outcome refresh_failed) show the failing step."
+        f"{outside_text(report.run_id)} (outcome refresh_failed) show the failing step."
     ),
     Outcome.UPSTREAM_ERROR: lambda _: (
         "Upstream errors: check the rule's upstream credentials and the upstream registry's status."
@@ -406,7 +437,7 @@ _NEXT_STEPS: Final[Mapping[Outcome, Callable[[RunReport], str]]] = {
 def next_steps(report: RunReport) -> list[str]:
     steps = []
     if report.errors:
-        steps.append(f"Run errors: see the function logs of run {report.run_id}.")
+        steps.append(f"Run errors: see the function logs of run {outside_text(report.run_id)}.")
     present = {result.outcome for result in report.results}
     steps.extend(step(report) for outcome, step in _NEXT_STEPS.items() if outcome in present)
     if report.dry_run and Outcome.STALE in present:

@@ -3,7 +3,8 @@
 Limits (Discord developer docs, Execute Webhook and Embed Limits): ``content`` at most 2000
 characters; at most 10 embeds; an embed's title 256, description 4096, footer text 2048, at most 25
 fields; all embed text together at most 6000. ``allowed_mentions`` is empty, so nothing in a report
-(a tag called ``@everyone``) can ping anyone.
+(a tag called ``@everyone``) can ping anyone; ``@everyone``/``@here`` are also broken with a zero-width
+space and ``<@id>``-style mentions escaped, so they do not even look like mentions.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ COLORS: Final = {
     Tone.QUIET: 0x2DA44E,
 }
 NEUTRAL: Final = 0x808080
-_MARKDOWN: Final = re.compile(r"([\\*_~|\[\]])")
+_MARKDOWN: Final = re.compile(r"([\\*_~|\[\]<>#`])")
+_MASS_MENTION: Final = re.compile(r"@(everyone|here)\b", re.IGNORECASE)
 
 
 def escape(text: str) -> str:
-    """Discord markdown outside code spans: a reason's ``*`` or ``_`` must not start emphasis."""
-    return _MARKDOWN.sub(r"\\\1", text)
+    """Discord markdown outside code spans: a reason's ``*`` or ``_`` must not start emphasis, ``[x](y)``
+    must not become a masked link, ``<@id>`` and ``@everyone`` must not look like mentions."""
+    return _MASS_MENTION.sub("@\u200b\\1", _MARKDOWN.sub(r"\\\1", text))
 
 
 def _line(line: str) -> str:

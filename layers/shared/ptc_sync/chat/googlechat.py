@@ -4,6 +4,8 @@
 Limits (developers.google.com/workspace/chat): ``text`` at most 4096 characters; at most 100 widgets
 per card (widgets beyond are dropped silently); a whole message at most 32 000 bytes. Card text is
 the small HTML subset Chat supports, so report text is HTML-escaped and code spans shown as plain text.
+The ``text`` field is Chat's own markup, where ``<users/all>`` mentions everyone and ``<url|label>``
+is a link, with no documented escape: ``<`` and ``>`` there become single angle quotation marks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ MAX_TEXT: Final = 4096
 MAX_WIDGETS: Final = 100
 MAX_BYTES: Final = 32_000
 CARD_ID: Final = "ptc-sync-run-report"
+
+
+_ANGLES: Final = str.maketrans(
+    {
+        "<": "\N{SINGLE LEFT-POINTING ANGLE QUOTATION MARK}",
+        ">": "\N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}",
+    }
+)
+
+
+def _chat_markup(text: str) -> str:
+    return text.translate(_ANGLES)
 
 
 def _html(text: str) -> str:
@@ -67,7 +81,7 @@ def _build(report: ChatReport, detail: Detail) -> Payload:
     header: dict[str, Any] = {"title": "ptc-sync"}
     if report.facts:
         header["subtitle"] = " · ".join(f"{label}: {value}" for label, value in report.facts)
-    text = f"{report.emoji} *{report.headline}*".strip()
+    text = f"{report.emoji} *{_chat_markup(report.headline)}*".strip()
     return {
         "text": clip(text, MAX_TEXT),
         "cardsV2": [{"cardId": CARD_ID, "card": {"header": header, "sections": sections}}],

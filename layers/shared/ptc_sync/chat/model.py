@@ -12,10 +12,15 @@ renders that same JSON for webhooks instead of asking the sync for a second form
 - ``metadata.additionalContext`` holds the run facts (run id, dry run, region, account, finish time).
 
 Nothing new is added to the SNS message: everything a webhook message shows is already in it.
+
+Every text read here passes ``ptc_sync.redact`` again (defence in depth: what the sync published
+was redacted already) and has its markdown links broken apart and its control and bidi characters
+removed; each builder then escapes it for its own dialect.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -23,6 +28,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ptc_sync.redact import defang_links, redact
 from ptc_sync.report import (
     EVENT_TYPE,
     DescriptionSection,
@@ -31,6 +37,7 @@ from ptc_sync.report import (
     parse_description,
     parse_repository_arn,
     tone_of,
+    unescape,
 )
 
 MORE_MARK: Final = "…"
@@ -171,6 +178,17 @@ def ecr_console_url(repository: RepositoryRef) -> str:
     )
 
 
+def safe_text(text: str) -> str:
+    """Outside text as every builder may show it: redacted, no control or bidi characters, no links."""
+    return defang_links(redact(text))
+
+
+def _safe_section(section: DescriptionSection) -> DescriptionSection:
+    return dataclasses.replace(
+        section, heading=safe_text(section.heading), lines=tuple(map(safe_text, section.lines))
+    )
+
+
 def parse_report(message: str, *, dashboard_url: str | None = None) -> ChatReport:
     """Read one SNS message body; ReportFormatError when it is not a ptc-sync run report."""
     try:
@@ -192,17 +210,17 @@ def parse_report(message: str, *, dashboard_url: str | None = None) -> ChatRepor
     context = metadata.additionalContext
     repositories = [parse_repository_arn(arn) for arn in metadata.relatedResources]
     return ChatReport(
-        title=content.title,
-        headline=headline,
+        title=safe_text(content.title),
+        headline=safe_text(headline),
         tone=tone,
-        summary=parsed.summary,
-        sections=parsed.sections,
-        next_steps=tuple(content.nextSteps),
+        summary=safe_text(parsed.summary),
+        sections=tuple(map(_safe_section, parsed.sections)),
+        next_steps=tuple(safe_text(unescape(step)) for step in content.nextSteps),
         repositories=tuple(Link(ref.name, ecr_console_url(ref)) for ref in repositories if ref is not None),
         dashboard=Link("CloudWatch dashboard", dashboard_url) if dashboard_url else None,
-        run_id=context.get("runId", ""),
+        run_id=safe_text(context.get("runId", "")),
         dry_run=context.get("dryRun") == "true",
-        region=context.get("region", ""),
-        account_id=context.get("account", ""),
-        finished_at=context.get("finishedAt", ""),
+        region=safe_text(context.get("region", "")),
+        account_id=safe_text(context.get("account", "")),
+        finished_at=safe_text(context.get("finishedAt", "")),
     )

@@ -14,6 +14,9 @@ Failure handling, kept simple:
   on a fresh container posts to all of them again: a duplicate, never a loss.
 - A message that is not a ptc-sync run report (another publisher on the topic) is logged and
   skipped, not raised: retrying cannot make it one.
+- Only the stack's report topic is accepted: a record whose ``TopicArn`` is another topic (another
+  topic subscribed to the function, or a direct invoke with a forged event) is refused and logged,
+  never posted (``refusal``).
 """
 
 from __future__ import annotations
@@ -84,12 +87,22 @@ class ChatNotifier:
         dashboard_url: str | None = None,
         metrics_namespace: str | None = None,
         delivered: DeliveredLog | None = None,
+        report_topic_arn: str | None = None,
     ) -> None:
+        """``report_topic_arn``: the only topic whose messages are posted. None (only code can say
+        so: ``load_chat_settings`` requires ``PTC_TOPIC_ARN``) leaves the topic unchecked."""
+        self._report_topic_arn = report_topic_arn
         self._webhooks = webhooks
         self._poster = poster
         self._dashboard_url = dashboard_url
         self._namespace = metrics_namespace
         self._delivered = delivered or DeliveredLog()
+
+    def refusal(self, topic_arn: str) -> str | None:
+        """Why a message published to ``topic_arn`` is not posted (None: it is the report topic)."""
+        if self._report_topic_arn is None or topic_arn == self._report_topic_arn:
+            return None
+        return f"TopicArn {topic_arn[:300]!r} is not the stack's report topic"
 
     def deliver(self, message_id: str, message: str) -> tuple[dict[str, Any], list[Delivery]]:
         """Post one SNS message to every configured channel: its summary, and the failed deliveries

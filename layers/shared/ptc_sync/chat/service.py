@@ -1,6 +1,8 @@
 """The chat notifier function's use case: one SNS event from the report topic → every chat webhook.
 
 An event that is not an SNS event is logged and rejected without raising (a retry cannot fix it).
+SNS invokes the function with exactly one record: only the first record is delivered, and only when
+it comes from the stack's report topic; any other record is refused and logged, never posted.
 When any channel fails, ``ChatDeliveryError`` is raised after every record and channel was tried,
 so Lambda's asynchronous retries and on-failure destination take over (``notifier`` explains how a
 retry avoids posting twice to channels that already took the message).
@@ -38,15 +40,31 @@ def deliver_sns_event(raw_event: object) -> dict[str, Any]:
         logger.error("event rejected", extra={"reason": reason})
         return {"status": "rejected", "reason": reason}
     notifier = get_notifier()
-    messages = []
+    messages: list[dict[str, Any]] = []
+    refused: list[dict[str, str]] = []
     failures: list[Delivery] = []
-    for record in event.Records:
-        summary, failed = notifier.deliver(record.Sns.MessageId, str(record.Sns.Message))
+    for index, record in enumerate(event.Records):
+        sns = record.Sns
+        refusal: str | None = (
+            f"record {index + 1} of {len(event.Records)}: SNS delivers one record per invocation"
+            if index
+            else notifier.refusal(sns.TopicArn)
+        )
+        if refusal is not None:
+            logger.error("record refused", extra={"message_id": sns.MessageId[:100], "reason": refusal})
+            refused.append({"message_id": sns.MessageId[:100], "status": "refused", "reason": refusal})
+            continue
+        summary, failed = notifier.deliver(sns.MessageId, str(sns.Message))
         messages.append(summary)
         failures.extend(failed)
     if failures:
         raise ChatDeliveryError(failures)
-    return {"status": "ok", "messages": messages}
+    if refused and not messages:
+        return {"status": "rejected", "reason": refused[0]["reason"], "refused": refused}
+    result: dict[str, Any] = {"status": "ok", "messages": messages}
+    if refused:
+        result["refused"] = refused
+    return result
 
 
 def _describe(exc: ValidationError) -> str:

@@ -71,7 +71,8 @@ def _build(report: ChatReport, detail: Detail) -> Payload:
     if report.facts:
         facts = [{"type": "mrkdwn", "text": f"{label}: {escape(value)}"} for label, value in report.facts]
         blocks.append({"type": "context", "elements": facts[:MAX_CONTEXT_ELEMENTS]})
-    return {"text": clip(report.title, MAX_FALLBACK_TEXT), "blocks": blocks}
+    # the fallback is mrkdwn too (notifications, screen readers): escaped like every other text
+    return {"text": escape(clip(report.title, MAX_FALLBACK_TEXT)), "blocks": blocks}
 
 
 def problems(message: Payload) -> list[str]:

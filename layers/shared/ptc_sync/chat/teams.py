@@ -4,7 +4,8 @@ a ``message`` with one Adaptive Card attachment (pure).
 Workflows accept Adaptive Cards only (no legacy MessageCard) and reject card versions above 1.4.
 Teams documents a message limit of about 28 KB; the card is kept under ``MAX_BYTES`` of UTF-8 JSON,
 below that with room for what Teams adds. TextBlock markdown has bold, lists and links but no inline
-code, so the backticks of a tag line are dropped.
+code, so the backticks of a tag line are dropped. Report text arrives with its markdown links broken
+apart (``model.safe_text``) and is broken apart again here: only the card's own console links are links.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Final
 
 from ptc_sync.chat.model import ChatReport, Detail, more_line, shown_links, shown_sections
 from ptc_sync.chat.text import Payload, fit, render_spans
+from ptc_sync.redact import defang_links
 from ptc_sync.report import Tone
 
 CARD_VERSION: Final = "1.4"
@@ -30,7 +32,7 @@ COLORS: Final = {
 
 
 def _plain(line: str) -> str:
-    return render_spans(line, text=lambda run: run, code=lambda run: run)
+    return defang_links(render_spans(line, text=lambda run: run, code=lambda run: run))
 
 
 def _text(text: str, **style: Any) -> dict[str, Any]:
@@ -42,14 +44,14 @@ def payload(report: ChatReport) -> Payload:
 
 
 def _build(report: ChatReport, detail: Detail) -> Payload:
-    headline = f"{report.emoji} {report.headline}".strip()
+    headline = defang_links(f"{report.emoji} {report.headline}".strip())
     color = COLORS[report.tone] if report.tone else "Default"
     body: list[dict[str, Any]] = [_text(headline, weight="Bolder", size="Medium", color=color)]
     if report.summary:
-        body.append(_text(report.summary, isSubtle=True, spacing="None"))
+        body.append(_text(defang_links(report.summary), isSubtle=True, spacing="None"))
     for section in shown_sections(report, detail):
         if section.heading:
-            body.append(_text(f"**{section.heading}** ({section.total})", spacing="Medium"))
+            body.append(_text(f"**{_plain(section.heading)}** ({section.total})", spacing="Medium"))
         lines = [f"- {_plain(line)}" for line in section.lines]
         if section.more:
             lines.append(more_line(section.more))
@@ -57,7 +59,7 @@ def _build(report: ChatReport, detail: Detail) -> Payload:
             body.append(_text("\n".join(lines), spacing="Small"))
     if report.next_steps:
         body.append(_text("**Next steps**", spacing="Medium"))
-        body.append(_text("\n".join(f"- {step}" for step in report.next_steps), spacing="Small"))
+        body.append(_text("\n".join(f"- {_plain(step)}" for step in report.next_steps), spacing="Small"))
     links, more = shown_links(report, detail)
     if links or more:
         lines = [f"- [{link.label}]({link.url})" for link in links]

@@ -45,7 +45,9 @@ def build_notifier(
         monotonic=monotonic,
         host_override=host_override,
     )
-    return ChatNotifier(secret, poster, dashboard_url=settings.dashboard_url)
+    return ChatNotifier(
+        secret, poster, dashboard_url=settings.dashboard_url, report_topic_arn=settings.topic_arn
+    )
 
 
 _notifier = PerContainer(lambda: build_notifier(load_chat_settings(os.environ)))
