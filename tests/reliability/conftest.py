@@ -13,17 +13,25 @@ class Tally:
     failures: dict[str, list[str]] = field(default_factory=dict)
     examples: int = 0
     corpus: int = 0
+    kills: set[str] = field(default_factory=set)
+    kill_failures: dict[str, list[str]] = field(default_factory=dict)
 
 
 MATRIX = Tally()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not (MATRIX.cells or MATRIX.examples or MATRIX.corpus):
+    if not (MATRIX.cells or MATRIX.examples or MATRIX.corpus or MATRIX.kills):
         return
     terminalreporter.section("reliability")
     terminalreporter.write_line(f"fault matrix: {len(MATRIX.cells)} cells, {len(MATRIX.failures)} failed")
     for cell, problems in sorted(MATRIX.failures.items()):
         terminalreporter.write_line(f"  {cell}: {problems[0].splitlines()[0]}")
+    if MATRIX.kills:
+        terminalreporter.write_line(
+            f"kill matrix: {len(MATRIX.kills)} cells, {len(MATRIX.kill_failures)} failed"
+        )
+        for cell, problems in sorted(MATRIX.kill_failures.items()):
+            terminalreporter.write_line(f"  {cell}: {problems[0].splitlines()[0]}")
     terminalreporter.write_line(f"property examples run: {MATRIX.examples}")
     terminalreporter.write_line(f"bad-input corpus entries: {MATRIX.corpus}")

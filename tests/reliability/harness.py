@@ -111,6 +111,11 @@ class FaultyUpstream(FaultServer):
         with self._lock:
             return sum(1 for r in self.requests if fragment in r.path)
 
+    def count_where(self, method: str, match: Callable[[str], bool]) -> int:
+        """Requests of ``method`` whose path ``match`` accepts (e.g. ECR's import GETs of one tag)."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.method == method and match(r.path))
+
     def reply_for(self, rec: Recorded) -> Reply:
         with self._lock:
             for fault in self.faults:
@@ -170,6 +175,8 @@ class SessionFaults:
     session: boto3.Session
     faults: list[AwsFault] = field(default_factory=list)
     calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # called first on every call (a kill switch may raise from here: tests/reliability/test_kill_matrix)
+    observers: list[Callable[..., None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -202,6 +209,8 @@ class SessionFaults:
             return Counter(f"{s}:{op}" for s, op, _ in self.calls)
 
     def _hook(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
+        for observer in list(self.observers):
+            observer(params=params, model=model)
         service = model.service_model.service_name
         body = dict(params)
         with self._lock:

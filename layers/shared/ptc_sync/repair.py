@@ -11,8 +11,9 @@ intent over and, looking at what ECR shows now:
   read back; then the backup goes, as after a rollback.
 
 A pending backup whose source tag is absent and that no open intent explains (its intent was lost) is
-restored the same way. Each repaired tag is reported ``repaired``; a repair that fails leaves the
-intent open and expired for the next run, and is reported as a failed refresh with the reason.
+restored the same way; one whose tag was never written (killed before its PutImage) is forgotten.
+Each repaired tag is reported ``repaired``; a repair that fails leaves the intent open and expired for
+the next run, and is reported as a failed refresh with the reason.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class Repairer:
                 self.journal.release(mine)  # the tag was never removed; its backup is a pending record
                 continue
             results.append(self._repair_intent(mine, rule_prefix))
-        leased = {lease.tag for lease in open_leases}
+        leased = {lease.tag for lease in open_leases if not lease.expired(now)}  # a live refresh's own
         repaired = {r.tag for r in results}
         pending = [
             b
@@ -173,14 +174,18 @@ class Repairer:
         results = []
         for record in pending:
             try:
+                written = self.ecr.tag_digest(repository, record.backup_tag) == record.digest
                 seen = self.ecr.tag_digest(repository, record.source_tag)
             except EcrError:
                 continue  # the next sweep looks again
-            if seen is not None:
-                try:
-                    self.ledger.mark_kept(record)  # its refresh ended with the tag in place
-                except StateError:
+            try:
+                if not written:  # killed before its PutImage landed: there is no such backup
+                    self.ledger.forget_backups(repository, [record.backup_tag])
                     continue
+                if seen is not None:
+                    self.ledger.mark_kept(record)  # its refresh ended with the tag in place
+                    continue
+            except StateError:
                 continue
             results.append(self._put_back(repository, record.source_tag, record.digest, None, rule_prefix))
             if results[-1].outcome is Outcome.REPAIRED:
