@@ -139,7 +139,7 @@ def handle_request_event(raw_event: object, context: LambdaContext | None = None
     if isinstance(event, EcrPullThroughCacheEvent):
         plan, dry = requests.from_ecr_event(event), False
     else:
-        plan, dry = requests.from_request(event.detail).plan, event.detail.dry_run
+        plan, dry = requests.from_request_event(event).plan, event.detail.dry_run
 
     def enqueue(event: dict[str, Any]) -> dict[str, Any]:
         return _send(app, planner, plan, dry_run=dry)

@@ -9,9 +9,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ptc_sync.work import MAX_TAGS_PER_ITEM, REPOSITORY_RE, TAG_RE, DiscoverySpec
 
@@ -63,6 +71,18 @@ CsvList = Annotated[tuple[str, ...], BeforeValidator(_csv)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
+RATE_RE: Final = re.compile(r"^rate\(\s*(\d{1,6})\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_UNIT_MINUTES: Final = {"minute": 1, "hour": 60, "day": 1440}
+
+
+def rate_minutes(expression: str) -> int | None:
+    """``rate(15 minutes)`` → 15, ``rate(1 day)`` → 1440; None for a cron() or anything else."""
+    match = RATE_RE.fullmatch(expression.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * _UNIT_MINUTES[match.group(2).rstrip("s")]
+
+
 class SyncSettings(BaseModel):
     """What the sync does and where it reports. Field ``x_y`` is environment variable ``PTC_X_Y``."""
 
@@ -91,8 +111,24 @@ class SyncSettings(BaseModel):
     table_name: str | None = None
     tags_per_message: int = Field(default=50, ge=1, le=MAX_TAGS_PER_ITEM)
     refresh_cooldown_minutes: int = Field(default=30, ge=0, le=10080)
-    # the schedule's interval: a failed refresh waits this long, doubling per failure up to 24 h
+    # the schedule's interval: a failed refresh waits this long, doubling per failure up to 24 h. The
+    # stack passes its ScheduleExpression; a rate() gives the interval, a cron() leaves one hour
+    schedule_expression: str = Field(default="", max_length=256)
     schedule_minutes: int = Field(default=60, ge=1, le=1440)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _interval_from_schedule(cls, values: Any) -> Any:
+        if (
+            isinstance(values, dict)
+            and values.get("schedule_expression")
+            and "schedule_minutes" not in values
+        ):
+            minutes = rate_minutes(str(values["schedule_expression"]))
+            if minutes is not None:
+                values = {**values, "schedule_minutes": max(1, min(minutes, 1440))}
+        return values
+
     history_days: int = Field(default=14, ge=1, le=365)  # TTL of run results and idempotency records
     # images to keep cached before anyone pulls them (``repository:tag`` under a rule) and new-tag
     # discovery specs; both may also come from an SSM parameter document (prewarm_parameter)
