@@ -33,6 +33,7 @@ class Reply:
     delay: float = 0.0  # seconds before the status line is sent
     reset: bool = False  # answer with a TCP RST instead of HTTP
     body_delay: float = 0.0  # seconds between the headers and the body
+    drip: float = 0.0  # seconds between the body's bytes (sent one at a time): a slow-loris body
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,19 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.body_delay and self.server.stopping.wait(reply.body_delay):
                 self.close_connection = True
                 return
-            self.wfile.write(reply.body)
+            if not reply.drip:
+                self.wfile.write(reply.body)
+                return
+            for i in range(len(reply.body)):
+                try:
+                    self.wfile.write(reply.body[i : i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up: that is the point
+                    self.close_connection = True
+                    return
+                if self.server.stopping.wait(reply.drip):
+                    self.close_connection = True
+                    return
 
     do_GET = _handle
     do_HEAD = _handle
@@ -268,7 +281,9 @@ class GaugeServer(FaultServer):
             reply = super().reply_for(rec)
             if reply.delay:  # hold the request here so the gauge sees it in flight
                 self._httpd_wait(reply.delay)
-                reply = Reply(reply.status, reply.headers, reply.body, 0.0, reply.reset, reply.body_delay)
+                reply = Reply(
+                    reply.status, reply.headers, reply.body, 0.0, reply.reset, reply.body_delay, reply.drip
+                )
             return reply
         finally:
             with self._lock:

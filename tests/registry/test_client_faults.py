@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 from email.utils import format_datetime
 
 import pytest
@@ -221,6 +222,26 @@ def test_slow_body_times_out(fault: FaultServer, make_client: ClientFactory) -> 
     )
     with pytest.raises(UpstreamUnavailableError, match="timed out"):
         resolve(client)
+
+
+def test_a_dripped_body_cannot_stretch_the_request_past_its_deadline(
+    fault: FaultServer, make_client: ClientFactory
+) -> None:
+    """Each byte arrives within the read timeout, so only a deadline over the whole exchange ends it:
+    without one this body (a byte every 0.1 s) would hold the request for well over a minute."""
+    client = make_client(
+        {HUB: fault.url}, connect_timeout=0.5, read_timeout=0.5, retry=RetryPolicy(max_attempts=1)
+    )
+    body = BODY * (1 + 800 // len(BODY))
+    fault.script(MANIFEST_PATH, Reply(200, {"Content-Type": mt.DOCKER_MANIFEST}), method="HEAD")
+    fault.script(
+        MANIFEST_PATH, Reply(200, {"Content-Type": mt.DOCKER_MANIFEST}, body, drip=0.1), method="GET"
+    )
+    started = time.monotonic()
+    with pytest.raises(UpstreamUnavailableError, match="deadline"):
+        resolve(client)
+    took = time.monotonic() - started
+    assert took < 0.1 * len(body) / 4, f"{took:.1f}s: the drip was read to its end ({len(body)} bytes)"
 
 
 def test_connection_reset_is_retried(fault: FaultServer, client: RegistryClient) -> None:

@@ -41,6 +41,7 @@ from ptc_sync.registry.ratelimit import parse_retry_after
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+_CHUNK: Final = 64 * 1024
 HOST_RE: Final = re.compile(
     r"^(?=.{1,253}(?::\d{1,5})?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
     r"(?::\d{1,5})?$"
@@ -255,6 +256,24 @@ class TransportError(Exception):
         self.attempts = attempts
 
 
+def _read_body(resp: urllib3.BaseHTTPResponse, max_body: int, ends: float) -> bytes:
+    """The body, at most ``max_body`` bytes, read before ``ends`` (time.monotonic); else TransportError."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if time.monotonic() > ends:
+            resp.close()
+            raise TransportError("response body not read within the request's deadline", reason="timeout")
+        chunk = resp.read1(min(_CHUNK, max_body + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_body:
+            resp.close()
+            raise TransportError(f"response body larger than {max_body} bytes", reason="too_large")
+
+
 def _describe_failure(exc: BaseException) -> tuple[str, str]:
     """(reason, short description) for a urllib3 or socket failure."""
     if isinstance(exc, MaxRetryError) and exc.reason is not None:
@@ -360,6 +379,9 @@ class Transport:
             connect=max(0.001, min(self.connect_timeout, remaining)),
             read=max(0.001, min(self.read_timeout, remaining)),
         )
+        # one deadline over the whole exchange (real seconds, as sockets count them): a body dripped a
+        # byte at a time, each within the read timeout, must not stretch the attempt past it
+        ends = time.monotonic() + max(0.001, min(remaining, self.connect_timeout + self.read_timeout))
         resp = endpoint.pool.urlopen(
             method,
             target,
@@ -372,10 +394,7 @@ class Transport:
             release_conn=False,
         )
         try:
-            body = b"" if method == "HEAD" else resp.read(max_body + 1)
-            if len(body) > max_body:
-                resp.close()
-                raise TransportError(f"response body larger than {max_body} bytes", reason="too_large")
+            body = b"" if method == "HEAD" else _read_body(resp, max_body, ends)
             resp.drain_conn()
             return resp.status, resp.headers, body
         finally:
