@@ -62,7 +62,9 @@ _WEBHOOK_RE: Final = re.compile(
 )
 _URL_USERINFO_RE: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@\"'<>]+@")
 _AUTH_SCHEME_RE: Final = re.compile(
-    r"(?i)\b(Basic|Bearer)(\s+)(?!(?:realm|service|scope|error|charset)\b)[A-Za-z0-9+/._~-]{6,}=*"
+    # a credential has a capital, a digit or base64 punctuation: "Basic credentials" is prose
+    r"(?i)\b(Basic|Bearer)(\s+)(?!(?:realm|service|scope|error|charset)\b)"
+    r"(?=(?-i:[a-z._~-]*[A-Z0-9+/=]))[A-Za-z0-9+/._~-]{6,}=*"
 )
 _JWT_RE: Final = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*)?")
 _TOKEN_FORMATS_RE: Final = re.compile(
