@@ -106,5 +106,5 @@ def test_emf_metrics_per_run_and_per_rule(outcome: dict[str, Any]) -> None:
     assert rule["RulePrefix"] == "ecr-public"
     assert rule["TagsChecked"] == [4.0]
     units = {m["Name"]: m["Unit"] for m in totals["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert units["OldestStalenessSeconds"] == "Seconds"
+    assert units["OldestStaleSeconds"] == "Seconds"
     assert units["TagsChecked"] == "Count"

@@ -107,8 +107,9 @@ def test_run_totals_blob_has_only_the_service_dimension(
     assert totals["_aws"]["Timestamp"] == FINISHED_MS
     assert units(totals) == {
         **dict.fromkeys(COUNT_METRICS, "Count"),
-        "OldestStalenessSeconds": "Seconds",
+        "OldestStaleSeconds": "Seconds",
         "RunErrors": "Count",
+        "RunsCompleted": "Count",
     }
     assert totals["TagsChecked"] == [8.0]
     assert totals["TagsStale"] == [4.0]
@@ -118,8 +119,9 @@ def test_run_totals_blob_has_only_the_service_dimension(
     assert totals["UpstreamMissing"] == [1.0]
     assert totals["RateLimited"] == [1.0]
     assert totals["Immutable"] == [1.0]
-    assert totals["OldestStalenessSeconds"] == [5 * 3600.0]
+    assert totals["OldestStaleSeconds"] == [5 * 3600.0]
     assert totals["RunErrors"] == [1.0]
+    assert totals["RunsCompleted"] == [1.0]  # the heartbeat alarm's metric
 
 
 def test_one_blob_per_rule_prefix_with_the_rule_dimension(
@@ -141,7 +143,7 @@ def test_one_blob_per_rule_prefix_with_the_rule_dimension(
     assert docker_hub["TagsRefreshed"] == [1.0]
     assert docker_hub["RefreshFailed"] == [1.0]
     assert docker_hub["UpstreamErrors"] == [0.0]
-    assert docker_hub["OldestStalenessSeconds"] == [5 * 3600.0]
+    assert docker_hub["OldestStaleSeconds"] == [5 * 3600.0]
 
     quay = blob_with(rule_blobs, "RulePrefix", "quay")
     assert quay["TagsChecked"] == [4.0]
@@ -151,7 +153,7 @@ def test_one_blob_per_rule_prefix_with_the_rule_dimension(
     assert quay["UpstreamMissing"] == [1.0]
     assert quay["RateLimited"] == [1.0]
     assert quay["Immutable"] == [1.0]
-    assert quay["OldestStalenessSeconds"] == [1800.0]
+    assert quay["OldestStaleSeconds"] == [1800.0]
 
 
 def test_rate_limit_remaining_per_upstream_host_that_reported_one(
@@ -194,7 +196,7 @@ def test_empty_run_still_reports_totals(capsys: pytest.CaptureFixture[str]) -> N
 
     [totals] = emitted(capsys)
     assert totals["TagsChecked"] == [0.0]
-    assert totals["OldestStalenessSeconds"] == [0.0]
+    assert totals["OldestStaleSeconds"] == [0.0]
     assert totals["RunErrors"] == [1.0]
 
 

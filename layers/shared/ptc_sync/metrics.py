@@ -2,7 +2,8 @@
 
 Each run prints separate EMF blobs, each with its own dimension set:
 
-- run totals, dimensioned by ``service`` only (alarms);
+- run totals, dimensioned by ``service`` only (alarms), with ``RunsCompleted`` = 1: the heartbeat alarm
+  fires when no run completed in two schedule intervals;
 - one blob per rule prefix, dimensioned by ``RulePrefix`` and ``service`` (dashboards split by rule);
 - one blob per upstream host that reported a pull budget, dimensioned by ``UpstreamHost`` and ``service``.
 
@@ -25,6 +26,8 @@ DEFAULT_NAMESPACE: Final = "PtcSync"
 RULE_DIMENSION: Final = "RulePrefix"
 HOST_DIMENSION: Final = "UpstreamHost"
 NO_RULE: Final = "(no rule)"
+RUNS_COMPLETED: Final = "RunsCompleted"  # once per completed run, in the run totals only (heartbeat)
+OLDEST_STALE: Final = "OldestStaleSeconds"  # the staleness alarm's metric
 
 # A tag counts as stale when its cached digest differed from upstream during the run.
 STALE_OUTCOMES: Final = frozenset(
@@ -49,7 +52,7 @@ _WARNING_OUTCOMES: Final = frozenset(
 
 
 def tag_counts(results: Iterable[TagResult], finished_at: datetime) -> dict[str, float]:
-    """Metric name → value (all counts except OldestStalenessSeconds) for a group of results."""
+    """Metric name → value (all counts except OldestStaleSeconds) for a group of results."""
     listed = list(results)
     counts: dict[str, float] = {
         "TagsChecked": len(listed),
@@ -57,7 +60,7 @@ def tag_counts(results: Iterable[TagResult], finished_at: datetime) -> dict[str,
     }
     for name, outcome in _COUNTED_OUTCOMES.items():
         counts[name] = sum(1 for result in listed if result.outcome is outcome)
-    counts["OldestStalenessSeconds"] = oldest_staleness_seconds(listed, finished_at)
+    counts[OLDEST_STALE] = oldest_staleness_seconds(listed, finished_at)
     return counts
 
 
@@ -81,6 +84,7 @@ def emit_run_metrics(
     """Print the run's EMF blobs to stdout (``service`` defaults to POWERTOOLS_SERVICE_NAME)."""
     totals = tag_counts(report.results, report.finished_at)
     totals["RunErrors"] = len(report.errors)
+    totals[RUNS_COMPLETED] = 1
     _flush(report, namespace, service, totals, dimensions={})
 
     for prefix in sorted({result.rule_prefix for result in report.results}):
