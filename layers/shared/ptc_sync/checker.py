@@ -118,7 +118,12 @@ class Checker:
         for status in self.registry.rate_limits():
             self.state.observe_rate_limit(status, now)
         try:
-            annotated = [self._record(result, now) for result in results]
+            # the states the results fold into, in one eventually consistent BatchGetItem per 100
+            # tags (a stale one fails the update's version condition and is re-read: state.py)
+            known = self.state.tag_states(
+                ((r.repository, r.tag) for r in results if r.repository and r.tag), consistent=False
+            )
+            annotated = [self._record(result, now, known) for result in results]
         except StateError:
             # the refreshes happened: say so in the log even though their state is not stored
             log_results(results, item.run_id, item.dry_run)
@@ -308,10 +313,14 @@ class Checker:
 
     # -- state and summary ---------------------------------------------------------------------------
 
-    def _record(self, result: TagResult, now: datetime) -> TagResult:
+    def _record(self, result: TagResult, now: datetime, known: dict[tuple[str, str], TagState]) -> TagResult:
+        """Fold the result into the tag's state (no write when it changes nothing); ``known`` holds
+        the states read for this item (a tag missing from it has none) and is kept current."""
         if not result.repository or not result.tag:
             return result
-        update = self.state.record_tag(result, now)
+        key = (result.repository, result.tag)
+        update = self.state.record_tag(result, now, previous=known.get(key))
+        known[key] = update.current
         news = update.alert or result.outcome is Outcome.REFRESHED or _changed(update.previous, result)
         stale_since = update.current.stale_since or result.stale_since
         details = {**result.details, NOTIFY: "true" if news else "false"}

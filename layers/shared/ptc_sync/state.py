@@ -19,7 +19,8 @@ cannot contain ``#``, so the separators are unambiguous.
 Every write is a single-item atomic operation or a two-item transaction; nothing reads, decides
 and writes without a condition that fails when another writer got there first:
 
-- tag state: GetItem, then UpdateItem conditional on the version read (re-read on conflict);
+- tag state: UpdateItem conditional on the version read (re-read on conflict), and no write at all
+  when the result leaves the state as it was (see "Writes" below);
 - budgets: ``SET remaining = remaining - n`` only ``IF remaining >= n + reserve``;
 - runs: ``ADD`` counters (with a per-batch marker in the same transaction when the caller names
   the batch, so a retried batch is never counted twice), then ``SET summarised`` only
@@ -28,6 +29,34 @@ and writes without a condition that fails when another writer got there first:
 Result items are written before the counters they add to, so once ``done`` reaches ``expected``
 every result of the run is readable. Times are stored as fixed-width UTC ISO-8601 strings (their
 string order is time order), ``expiresAt`` as epoch seconds (what DynamoDB TTL reads).
+
+Writes: a check that changes nothing but ``checkedAt`` and ``version`` (a fresh tag still fresh, a
+stale one still stale in a dry run, …) writes nothing. The item's TTL must not run out under a
+state that never changes, so such a check still writes (``checkedAt`` and ``expiresAt``) when the
+stored ``checkedAt`` is older than ``TTL_REFRESH`` (a day): one write per tag a day, not one per
+run. ``checkedAt`` is therefore the last check that changed the state or refreshed its TTL, at
+most a day behind the last check. A skipped check never alerts (an alert changes
+``alertedOutcome``), never ends or grows a failure streak and never touches the refresh backoff:
+failing results always change the state (their streak grows) and are always written.
+
+Reads, strongly consistent where a stale read would decide wrongly:
+
+- the journal, the lease and the budget (``journal.py``, ``reserve_pulls``, ``rate_limit``), the
+  runs (``done``/``summarised``, a run's results for its report) and every re-read after a failed
+  version condition: strongly consistent;
+- ``tag_states`` for the checker's refresh gate (cooldown, backoff) and its echo filter: strongly
+  consistent by default, since a stale ``refreshedAt`` or ``failedAt`` would let a refresh through
+  that the cooldown or the backoff holds back;
+- the previous state a result is folded into (``record_tag``: the checker's one BatchGetItem per
+  work item, or a GetItem when none is given): eventually consistent. A stale state cannot make a
+  wrong write: the update is conditional on the version read, fails, and the state is re-read
+  strongly. A stale state can make an unchanged result skip its write when a racing checker's
+  write landed less than the replication lag (typically under a second) before the read: the
+  racing result then stands until the next check, exactly as if it had been recorded after this
+  one; and a result checked earlier than the skipped one but recorded after it is applied instead
+  of ignored (the stored ``checkedAt`` is older). Both make the state one check late, never
+  make an alert repeat while a failure persists, and the next check corrects them;
+- "what changed" reads the ``ChangesByDay`` index, which is eventually consistent anyway.
 
 Powertools idempotency shares the table (``idempotency_persistence``): its records sit under
 ``pk = IDEMPOTENCY``, expire through the same TTL attribute, and carry no GSI keys. One partition
@@ -45,6 +74,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -95,6 +125,8 @@ DIFFERING_OUTCOMES: Final = frozenset({Outcome.STALE, Outcome.REFRESH_FAILED, Ou
 CHANGE_OUTCOMES: Final = frozenset({Outcome.REFRESHED, Outcome.REPAIRED}) | FAILING_OUTCOMES
 
 MAX_BACKOFF: Final = timedelta(hours=24)
+# An unchanged state is written only to keep its TTL this far from running out (module docstring).
+TTL_REFRESH: Final = timedelta(days=1)
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 _ATTEMPTS: Final = 6  # for version conflicts, transaction conflicts and unprocessed batch items
 _BATCH_WRITE: Final = 25
@@ -164,6 +196,12 @@ class TagUpdate:
     current: TagState
     alert: bool  # send a per-tag alert for this result (decided against the state it replaced)
     applied: bool = True  # False: the result was older than the stored check and was ignored
+    written: bool = True  # False: nothing was written (ignored, or the state did not change)
+
+
+def unchanged(previous: TagState, current: TagState) -> bool:
+    """``current`` is ``previous`` but for ``checked_at`` and ``version``: nothing to write but the TTL."""
+    return replace(current, checked_at=previous.checked_at, version=previous.version) == previous
 
 
 def should_alert(previous: TagState | None, result: TagResult) -> bool:
@@ -286,12 +324,25 @@ class Change:
 # -- the port ----------------------------------------------------------------------------------------
 
 
+class Unread(Enum):
+    """``record_tag(previous=UNREAD)``: the caller has not read the tag's state (None: it read none)."""
+
+    UNREAD = "unread"
+
+
+UNREAD: Final = Unread.UNREAD
+
+
 class StateStore(Protocol):
     def tag_state(self, repository: str, tag: str) -> TagState | None: ...
 
-    def tag_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TagState]: ...
+    def tag_states(
+        self, keys: Iterable[tuple[str, str]], *, consistent: bool = True
+    ) -> dict[tuple[str, str], TagState]: ...
 
-    def record_tag(self, result: TagResult, checked_at: datetime) -> TagUpdate: ...
+    def record_tag(
+        self, result: TagResult, checked_at: datetime, *, previous: TagState | Unread | None = UNREAD
+    ) -> TagUpdate: ...
 
     def rate_limit(self, host: str) -> RateLimitStatus | None: ...
 
@@ -599,9 +650,10 @@ class DynamoStateStore:
     def _error(self, operation: str, code: str, message: str) -> StateError:
         return StateError(operation, self.table_name, code, message)
 
-    def _get(self, key: Item) -> Item | None:
+    def _get(self, key: Item, *, consistent: bool = True) -> Item | None:
         response = self._call(
-            "GetItem", partial(self.client.get_item, TableName=self.table_name, Key=key, ConsistentRead=True)
+            "GetItem",
+            partial(self.client.get_item, TableName=self.table_name, Key=key, ConsistentRead=consistent),
         )
         return response.get("Item")
 
@@ -633,12 +685,15 @@ class DynamoStateStore:
 
     # -- tags ----------------------------------------------------------------------------------------
 
-    def tag_state(self, repository: str, tag: str) -> TagState | None:
-        item = self._get(_tag_key(repository, tag))
+    def tag_state(self, repository: str, tag: str, *, consistent: bool = True) -> TagState | None:
+        item = self._get(_tag_key(repository, tag), consistent=consistent)
         return _tag_state_from(item) if item is not None else None
 
-    def tag_states(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], TagState]:
-        """The stored state of each (repository, tag) that has one (BatchGetItem, 100 keys a call)."""
+    def tag_states(
+        self, keys: Iterable[tuple[str, str]], *, consistent: bool = True
+    ) -> dict[tuple[str, str], TagState]:
+        """The stored state of each (repository, tag) that has one (BatchGetItem, 100 keys a call);
+        ``consistent=False`` where a stale state cannot decide wrongly (module docstring)."""
         unique = list(dict.fromkeys(keys))
         found: dict[tuple[str, str], TagState] = {}
         for start in range(0, len(unique), _BATCH_GET):
@@ -646,7 +701,7 @@ class DynamoStateStore:
                 _tag_key(repository, tag) for repository, tag in unique[start : start + _BATCH_GET]
             ]
             for attempt in range(_ATTEMPTS):
-                request: Any = {self.table_name: {"Keys": pending, "ConsistentRead": True}}
+                request: Any = {self.table_name: {"Keys": pending, "ConsistentRead": consistent}}
                 response = self._call(
                     "BatchGetItem", partial(self.client.batch_get_item, RequestItems=request)
                 )
@@ -662,23 +717,36 @@ class DynamoStateStore:
                 _backoff(attempt)
         return found
 
-    def record_tag(self, result: TagResult, checked_at: datetime) -> TagUpdate:
-        """Fold one result into the tag's state with one conditional UpdateItem (re-read on a race).
+    def record_tag(
+        self, result: TagResult, checked_at: datetime, *, previous: TagState | Unread | None = UNREAD
+    ) -> TagUpdate:
+        """Fold one result into the tag's state with one conditional UpdateItem (re-read on a race),
+        or with no write when the state does not change and its TTL is not due (``written`` False).
+
+        ``previous`` is the state the caller read (None: no item), from an eventually consistent
+        BatchGetItem say; when not given it is read here, eventually consistent too. A stale one
+        fails the version condition, and the state is re-read strongly (module docstring).
 
         The alert decision is stored with the state it was made against, so two checkers racing on
         one tag never both alert; delivery is the caller's (a failed publish is not re-decided).
         A result older than the stored check changes nothing.
         """
+        known = (
+            self.tag_state(result.repository, result.tag, consistent=False)
+            if previous is UNREAD
+            else previous
+        )
         for _ in range(_ATTEMPTS):
-            previous = self.tag_state(result.repository, result.tag)
-            if previous is not None and previous.checked_at is not None and checked_at < previous.checked_at:
-                return TagUpdate(previous, previous, alert=False, applied=False)
-            current = next_tag_state(previous, result, checked_at)
-            if previous is None:
+            if known is not None and known.checked_at is not None and checked_at < known.checked_at:
+                return TagUpdate(known, known, alert=False, applied=False, written=False)
+            current = next_tag_state(known, result, checked_at)
+            if known is not None and unchanged(known, current) and not self._ttl_due(known, checked_at):
+                return TagUpdate(known, known, alert=False, written=False)
+            if known is None:
                 condition, names, values = "attribute_not_exists(#pk)", {"#pk": PK}, {}
             else:
                 condition, names = "#version = :seen", {"#version": "version"}
-                values = {":seen": _number(previous.version)}
+                values = {":seen": _number(known.version)}
             fields = {**_tag_state_values(current), EXPIRES_AT: _number(_epoch(checked_at + self.tag_ttl))}
             try:
                 self._update(
@@ -689,9 +757,15 @@ class DynamoStateStore:
                     values,
                 )
             except ConditionFailedError:
+                known = self.tag_state(result.repository, result.tag)  # someone wrote since: strongly
                 continue
-            return TagUpdate(previous, current, alert=should_alert(previous, result))
+            return TagUpdate(known, current, alert=should_alert(known, result))
         raise self._error("UpdateItem", TOO_MUCH_CONTENTION, f"{result.image}: state changed under every try")
+
+    @staticmethod
+    def _ttl_due(state: TagState, checked_at: datetime) -> bool:
+        """An unchanged state is rewritten (its TTL pushed on) once its check is TTL_REFRESH old."""
+        return state.checked_at is None or checked_at - state.checked_at >= TTL_REFRESH
 
     # -- upstream pull budgets -----------------------------------------------------------------------
 
