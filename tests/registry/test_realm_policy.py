@@ -123,7 +123,7 @@ def test_refused_realm_also_stops_the_batch_token_prefetch(
     fault.script("/v2/", challenge(f"https://{EVIL}/token"))
     fault.script(MANIFEST_PATH, challenge(f"https://{EVIL}/token"))
     refs = [hub_ref(REPO), hub_ref("lib/other")]
-    assert hub_client.prepare(refs) == {}  # the host is up; its realm is refused, item by item
+    assert hub_client.prepare_host(refs[0].host, refs) is None  # up; its realm is refused, item by item
     results = list(hub_client.resolve_many([(ref, "1.0") for ref in refs], max_workers=2))
     assert {type(answer) for _ref, _tag, answer in results} == {RealmRefusedError}
     assert other_fault.requests == []

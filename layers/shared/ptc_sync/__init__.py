@@ -1,11 +1,22 @@
 """ptc-sync: keeps Amazon ECR pull-through cache repositories fresh.
 
-The package is the Lambda layer's one import root. Layout:
+The package is the Lambda layer's one import root; the handlers in ``functions/`` are thin. Layout:
 
-- ``models``, ``mediatypes``, ``upstream`` (the pure core: types and decisions, no I/O)
-- ``registry`` (the upstream registry HTTP client)
-- ``aws`` adapters (ECR, SNS, state) behind the protocols in ``ports``
-- ``wiring`` builds the adapters from validated ``settings``
+- the pure core, no I/O: ``models`` (types, outcomes and their groupings), ``names`` (repository,
+  tag and image-reference rules), ``mediatypes``, ``upstream`` (rule → upstream host and path, the
+  rule matcher), ``semver``, ``work`` (the SQS work item), ``events`` (event models), ``settings``
+- ``registry`` (the upstream registry HTTP client: ``transport``, ``auth``, ``client``, ``ratelimit``,
+  ``concurrency``, ``errors``) and ``credentials`` (the rule's upstream credentials)
+- AWS adapters: ``ecr`` (the only module calling ECR), ``state`` (the DynamoDB state table: tag
+  history, pull budget, runs), ``journal`` (refresh lease, intent and backup ledger, also in memory),
+  ``queue`` (SQS), ``notify`` (SNS)
+- the work: ``sync`` (discover and compare), ``refresh`` (the refresh protocol), ``repair`` (the sweep
+  that finishes a killed refresh), ``planner``, ``checker``, ``ondemand`` (ECR events and sync
+  requests), ``report`` and ``metrics`` (the run report, EMF metrics and log lines)
+- ``service`` (one use case per handler), ``wiring`` (builds everything from validated ``settings``)
+  and ``container`` (what a Lambda container keeps between invocations)
+- ``redact`` (one redactor for every outward text) and ``logs`` (the redacting Powertools Logger)
+- ``cli`` and ``cli_output`` (the ``ptc-sync`` operator command) and ``chat`` (the chat notifier)
 """
 
 __version__ = "0.1.0"

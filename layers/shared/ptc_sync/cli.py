@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import ipaddress
 import os
 import re
 import shlex
@@ -34,7 +33,7 @@ from pydantic import ValidationError
 
 from ptc_sync import __version__
 from ptc_sync import cli_output as out
-from ptc_sync.ecr import EcrError, match_rule
+from ptc_sync.ecr import EcrError
 from ptc_sync.journal import newest_first
 from ptc_sync.models import (
     CachedTag,
@@ -46,12 +45,14 @@ from ptc_sync.models import (
     TagResult,
     UpstreamRef,
 )
+from ptc_sync.names import ImageName, ImageNameError, looks_like_host, parse_image
 from ptc_sync.refresh import is_backup_tag
 from ptc_sync.registry import RegistryClient
 from ptc_sync.registry.errors import NotFoundError, RegistryError
+from ptc_sync.registry.transport import is_loopback
 from ptc_sync.settings import SyncSettings
 from ptc_sync.state import Change, RunProgress, StateError, StateStore
-from ptc_sync.upstream import UpstreamMappingError, upstream_for
+from ptc_sync.upstream import UpstreamMappingError, rule_for_repository, upstream_for
 from ptc_sync.wiring import App, build_app
 from ptc_sync.work import RUN_ID_RE
 
@@ -59,12 +60,6 @@ PROG: Final = "ptc-sync"
 PROGRESS_DELAY = 0.5  # seconds a scan runs before the progress line appears (TTY only)
 PROGRESS_INTERVAL = 0.1  # seconds between redraws
 EXAMPLE: Final = "docker-hub/library/alpine:3.20"
-# ECR repository names (botocore model) and Docker tag grammar: neither admits glob characters, so a
-# name used as an engine scope pattern matches exactly itself.
-REPOSITORY_RE: Final = re.compile(
-    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
-)
-TAG_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 HOST_HINT: Final = (
     f"; give the cached repository's name in ECR (for example {EXAMPLE}): "
     "the upstream host always comes from the pull-through cache rule"
@@ -88,51 +83,17 @@ class CliError(Exception):
 # -- names --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ImageName:
-    repository: str
-    tag: str | None
-
-    def __str__(self) -> str:
-        return f"{self.repository}:{self.tag}" if self.tag else self.repository
-
-
-def _looks_like_host(repository: str) -> bool:
-    first = repository.split("/", 1)[0]
-    return "." in first or ":" in first or first == "localhost"
-
-
-def parse_image(text: str, *, tag_required: bool) -> ImageName:
-    """``REPO[:TAG]`` of a cached repository in ECR. Never a URL, a registry host or a digest."""
-    raw = text.strip()
-    if "://" in raw:
-        raise CliError(f"{raw!r} is a URL{HOST_HINT}")
-    if "@" in raw:
-        raise CliError(f"{raw!r}: give REPO:TAG (the cache imports and refreshes by tag, not by digest)")
-    head, _, last = raw.rpartition("/")
-    repository, tag = raw, None
-    if ":" in last:
-        name, _, tag = last.partition(":")
-        repository = f"{head}/{name}" if head else name
-    if len(repository) > 256 or not REPOSITORY_RE.fullmatch(repository):
-        hint = HOST_HINT if _looks_like_host(repository) else ""
-        raise CliError(f"{repository!r} is not an ECR repository name{hint}")
-    if tag is not None and not TAG_RE.fullmatch(tag):
-        raise CliError(f"{tag!r} is not an image tag")
-    if tag is None and tag_required:
-        raise CliError(f"{raw!r}: give REPO:TAG, for example {EXAMPLE}")
-    if tag is not None and is_backup_tag(tag):
-        raise CliError(f"{tag} is a backup tag kept by ptc-sync; name the tag it backs up")
-    return ImageName(repository, tag)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def image_argument(text: str, *, tag_required: bool) -> ImageName:
+    """``REPO[:TAG]`` of a cached repository in ECR (``names.parse_image``), never a backup tag."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        name = parse_image(text)
+    except ImageNameError as exc:
+        raise CliError(f"{exc}{HOST_HINT if exc.host_like else ''}") from None
+    if name.tag is None and tag_required:
+        raise CliError(f"{text.strip()!r}: give REPO:TAG, for example {EXAMPLE}")
+    if name.tag is not None and is_backup_tag(name.tag):
+        raise CliError(f"{name.tag} is a backup tag kept by ptc-sync; name the tag it backs up")
+    return name
 
 
 def parse_endpoint(url: str) -> str:
@@ -140,7 +101,7 @@ def parse_endpoint(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CliError(f"--endpoint-url {url!r}: give an http(s) URL such as http://127.0.0.1:5000")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise CliError(f"--endpoint-url {url!r}: plain http is only for a loopback address; use https")
     return url
 
@@ -294,10 +255,10 @@ def _run(app: App, progress: out.Progress, *, dry_run: bool) -> RunReport:
 
 def _require_rule(app: App, repository: str) -> PullThroughCacheRule:
     rules = app.engine.ecr.pull_through_cache_rules()
-    rule = match_rule(rules, repository)
+    rule = rule_for_repository(rules, repository)
     if rule is None:
         prefixes = ", ".join(sorted(r.prefix for r in rules)) or "none"
-        hint = HOST_HINT if _looks_like_host(repository) else ""
+        hint = HOST_HINT if looks_like_host(repository) else ""
         raise CliError(f"{repository} is not under any pull-through cache rule (prefixes: {prefixes}){hint}")
     return rule
 
@@ -475,7 +436,7 @@ def _journal_table(ctx: Context, command: str) -> dict[str, Any]:
 
 
 def cmd_refresh(ctx: Context) -> int:
-    name = parse_image(ctx.args.image, tag_required=False)
+    name = image_argument(ctx.args.image, tag_required=False)
     scope = {
         "repository_include": (name.repository,),
         "tag_include": (name.tag,) if name.tag else (),
@@ -505,7 +466,7 @@ def _print_action(ctx: Context, doc: dict[str, Any], line: str) -> int:
 
 
 def cmd_rollback(ctx: Context) -> int:
-    name = parse_image(ctx.args.image, tag_required=True)
+    name = image_argument(ctx.args.image, tag_required=True)
     repo, tag = name.repository, str(name.tag)
     table = _journal_table(ctx, "rollback")
     with _opened(ctx.app(repository_include=(repo,), tag_include=(tag,), **table)) as app:
@@ -557,7 +518,7 @@ def cmd_rollback(ctx: Context) -> int:
 
 
 def cmd_warm(ctx: Context) -> int:
-    name = parse_image(ctx.args.image, tag_required=True)
+    name = image_argument(ctx.args.image, tag_required=True)
     repo, tag = name.repository, str(name.tag)
     with _opened(ctx.app(verify_timeout_seconds=ctx.args.verify_timeout)) as app:
         rule = _require_rule(app, repo)

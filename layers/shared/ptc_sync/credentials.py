@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
     from mypy_boto3_sts.client import STSClient
 
-logger = logging.getLogger(__name__)
 
 SECRET_NAME_PREFIX: Final = "ecr-pullthroughcache/"  # noqa: S105 - a name prefix, not a password
 

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ptc_sync.ecr import match_rule
 from ptc_sync.journal import Lease
 from ptc_sync.models import TagResult
+from ptc_sync.names import parse_tagged_image
 from ptc_sync.queue import WorkQueue
 from ptc_sync.registry import RegistryError
 from ptc_sync.semver import newest_matching, newest_named
-from ptc_sync.settings import parse_image
 from ptc_sync.state import StateError, StateStore
 from ptc_sync.sync import SyncEngine
 from ptc_sync.upstream import upstream_for
@@ -117,7 +117,7 @@ class Planner:
         prewarm, specs = self._prewarm_config(plan)
         warm: dict[str, list[str]] = {}
         for image in prewarm:
-            repository, tag = parse_image(image)
+            repository, tag = parse_tagged_image(image)
             if (repository, tag) in cached:
                 continue  # cached: checked like any other tag
             if match_rule(self.engine.rules(), repository) is None:
@@ -162,7 +162,7 @@ class Planner:
             try:
                 doc = PrewarmConfig.model_validate(self.parameters(name))
                 for image in doc.prewarm:
-                    parse_image(image)
+                    parse_tagged_image(image)
             except (ValidationError, ValueError) as exc:
                 plan.errors.append(f"SSM parameter {name}: {exc}".splitlines()[0])
             except Exception as exc:  # noqa: BLE001 - Parameters raises its own GetParameterError family

@@ -21,10 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-from ptc_sync.work import MAX_TAGS_PER_ITEM, REPOSITORY_RE, TAG_RE, DiscoverySpec
+from ptc_sync.names import ECR_REPOSITORY_PATTERN, parse_tagged_image
+from ptc_sync.work import MAX_TAGS_PER_ITEM, DiscoverySpec
 
 ENV_PREFIX = "PTC_"
-PREFIX_RE = re.compile(r"^(ROOT|[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)$")
+PREFIX_RE = re.compile(rf"^(?:ROOT|{ECR_REPOSITORY_PATTERN})$")  # a rule prefix is a repository name
 TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
@@ -57,14 +58,6 @@ def _json(value: Any) -> Any:
         except ValueError as exc:
             raise ValueError(f"not JSON: {exc}") from None
     return value
-
-
-def parse_image(image: str) -> tuple[str, str]:
-    """``docker-hub/library/python:3.13-slim`` → (repository, tag), validated like a work item."""
-    repository, sep, tag = image.rpartition(":")
-    if not sep or not re.fullmatch(REPOSITORY_RE, repository) or not re.fullmatch(TAG_RE, tag):
-        raise ValueError(f"{image!r} is not a cached image name REPOSITORY:TAG (no host, no digest)")
-    return repository, tag
 
 
 CsvList = Annotated[tuple[str, ...], BeforeValidator(_csv)]
@@ -140,7 +133,7 @@ class SyncSettings(BaseModel):
     @classmethod
     def _images(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for image in value:
-            parse_image(image)
+            parse_tagged_image(image)
         return value
 
     @field_validator("queue_url", "table_name", "prewarm_parameter")

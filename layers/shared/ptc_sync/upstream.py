@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from ptc_sync.models import PullThroughCacheRule, UpstreamKind, UpstreamRef
+from ptc_sync.names import is_upstream_repository
 
 ROOT: Final = "ROOT"
 DOCKER_HUB_HOST: Final = "registry-1.docker.io"
@@ -37,9 +38,6 @@ FIXED_HOSTS: Final[dict[UpstreamKind, str]] = {
 DOCKER_HUB_ALIASES: Final = frozenset({"registry-1.docker.io", "docker.io", "index.docker.io"})
 AZURE_HOST_RE: Final = re.compile(r"^[a-z0-9]{5,50}\.azurecr\.io$")
 ECR_HOST_RE: Final = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z]{2}(?:-[a-z]+)+-\d)\.amazonaws\.com$")
-REPOSITORY_RE: Final = re.compile(
-    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
-)
 
 
 class UpstreamMappingError(ValueError):
@@ -53,7 +51,8 @@ def _prefix(rule: PullThroughCacheRule) -> str:
 def rule_for_repository(
     rules: Iterable[PullThroughCacheRule], repository: str
 ) -> PullThroughCacheRule | None:
-    """The rule covering ``repository``: the longest prefix it starts with (``prefix/``), else ROOT."""
+    """The rule covering ``repository``: the longest prefix it starts with (``prefix/``), else ROOT.
+    The one rule matcher (a prefix given with a trailing ``/``, as ECR allows, matches the same)."""
     best: PullThroughCacheRule | None = None
     root: PullThroughCacheRule | None = None
     for rule in rules:
@@ -129,7 +128,7 @@ def upstream_for(rule: PullThroughCacheRule, repository: str) -> UpstreamRef:
             f"repository {repository!r}: Docker Hub official images are cached as "
             f"{prefix + '/' if prefix != ROOT else ''}library/{path}"
         )
-    if len(path) > 255 or not REPOSITORY_RE.fullmatch(path):
+    if not is_upstream_repository(path):
         raise UpstreamMappingError(
             f"repository {repository!r}: {path!r} is not a valid upstream repository name"
         )

@@ -2,7 +2,8 @@
 
 A message names a cached repository and tags, never a host: the checker re-reads the repository from
 ECR and maps it to its upstream through the account's pull-through cache rules. Every field is
-validated (Powertools Parser / pydantic); unknown fields are refused.
+validated (Powertools Parser / pydantic); unknown fields are refused. Repository names and tags
+follow ``ptc_sync.names``.
 """
 
 from __future__ import annotations
@@ -13,23 +14,28 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from ptc_sync.names import (
+    REPOSITORY_MAX,
+    REPOSITORY_MIN,
+    REPOSITORY_PATTERN,
+    TAG_PATTERN,
+    TAG_RE,  # noqa: F401 - re-exported: tests check backup names with it
+)
 from ptc_sync.semver import check_variant, parse_range
 
-# ECR's repository name pattern (CreateRepository) and the Docker tag grammar.
-REPOSITORY_RE: Final = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
-TAG_RE: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 RUN_ID_RE: Final = r"^[A-Za-z0-9_-]{1,80}$"
 MAX_TAGS_PER_ITEM: Final = 100  # DescribeImages takes 100 image ids; also keeps messages small
 
-RepositoryName = Annotated[str, StringConstraints(min_length=2, max_length=256, pattern=REPOSITORY_RE)]
-TagName = Annotated[str, StringConstraints(pattern=TAG_RE)]
+RepositoryName = Annotated[
+    str, StringConstraints(min_length=REPOSITORY_MIN, max_length=REPOSITORY_MAX, pattern=REPOSITORY_PATTERN)
+]
+TagName = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 RunId = Annotated[str, StringConstraints(pattern=RUN_ID_RE)]
 
 
 class WorkKind(StrEnum):
     CHECK = "check"  # compare, and refresh when stale (unless refresh is false or dry run)
     WARM = "warm"  # make the tags cached and warm (pre-warm list, retry of a failed ECR sync)
-    DISCOVER = "discover"  # pre-cache new upstream tags matching the repository's tag patterns
 
 
 class DiscoverySpec(BaseModel):

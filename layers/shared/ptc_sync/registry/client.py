@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import random
 import re
 import threading
@@ -29,10 +28,13 @@ from types import TracebackType
 from typing import Final, NoReturn
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from aws_lambda_powertools import Logger
+
 from ptc_sync import __version__
 from ptc_sync import mediatypes as mt
 from ptc_sync.credentials import CredentialProvider, Credentials, CredentialsError
 from ptc_sync.models import DIGEST_RE, RateLimitStatus, ResolvedDigest, UpstreamRef
+from ptc_sync.names import is_tag, is_upstream_repository
 from ptc_sync.registry.auth import (
     BearerToken,
     Challenge,
@@ -72,7 +74,7 @@ from ptc_sync.registry.transport import (
     same_origin,
 )
 
-logger = logging.getLogger(__name__)
+logger = Logger(child=True)
 
 MANIFEST_MAX_BYTES: Final = 4 * 1024 * 1024  # OCI distribution-spec: registries may refuse larger
 TAGS_MAX_BYTES: Final = 16 * 1024 * 1024
@@ -83,10 +85,6 @@ SCHEMA1_TYPES: Final = frozenset(
         "application/vnd.docker.distribution.manifest.v1+json",
         "application/vnd.docker.distribution.manifest.v1+prettyjws",
     }
-)
-TAG_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-REPOSITORY_RE: Final = re.compile(
-    r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$"
 )
 _STEP_NAMES: Final = {
     "manifest_head": "HEAD manifest",
@@ -260,7 +258,9 @@ class RegistryClient:
                     media_type = _media_type(resp.headers.get("Content-Type"))
                     self._check_head_media_type(media_type, ref, tag)
                     return ResolvedDigest(digest=digest, media_type=media_type)
-                logger.debug("%s: HEAD gave no Docker-Content-Digest, falling back to GET", ref)
+                logger.debug(
+                    "HEAD gave no Docker-Content-Digest, falling back to GET", extra={"image": f"{ref}:{tag}"}
+                )
             elif resp.status == 405:
                 with self._state_lock:
                     self._head_unsupported.add(ref.host)
@@ -313,21 +313,9 @@ class RegistryClient:
         complete. Hosts are probed once and tokens fetched for several repositories per request first."""
         return resolve_many(self, items, max_workers=max_workers)
 
-    def prepare(self, refs: Iterable[UpstreamRef]) -> dict[str, RegistryError]:
-        """Learn each host's auth scheme (one ``/v2/`` probe per unknown host) and fetch Bearer tokens
-        covering several repositories per request. Returns the hosts that could not be reached."""
-        by_host: dict[str, list[UpstreamRef]] = {}
-        for ref in refs:
-            by_host.setdefault(ref.host, []).append(ref)
-        down: dict[str, RegistryError] = {}
-        for host, host_refs in by_host.items():
-            error = self.prepare_host(host, host_refs)
-            if error is not None:
-                down[host] = error
-        return down
-
     def prepare_host(self, host: str, refs: Iterable[UpstreamRef]) -> RegistryError | None:
-        """``prepare`` for one host; returns an UpstreamUnavailableError when the host is unreachable."""
+        """Learn ``host``'s auth scheme (one ``/v2/`` probe when unknown) and fetch Bearer tokens covering
+        several of ``refs`` per request; an UpstreamUnavailableError when the host is unreachable."""
         refs = [r for r in refs if r.host == host]
         if not refs:
             return None
@@ -342,7 +330,9 @@ class RegistryClient:
             except UpstreamUnavailableError as exc:
                 return exc
             except RegistryError as exc:
-                logger.info("probe of %s failed (%s); resolving without preparation", host, exc)
+                logger.info(
+                    "probe failed; resolving without preparation", extra={"host": host, "reason": str(exc)}
+                )
                 return None
         if state is None or state.scheme != "bearer" or not state.multi_scope:
             return None
@@ -359,9 +349,9 @@ class RegistryClient:
         problem = ""
         if not HOST_RE.fullmatch(ref.host):
             problem = f"invalid upstream host {ref.host[:100]!r}"
-        elif len(ref.repository) > 255 or not REPOSITORY_RE.fullmatch(ref.repository):
+        elif not is_upstream_repository(ref.repository):
             problem = f"invalid repository name {ref.repository[:100]!r}"
-        elif reference is not None and not (TAG_RE.fullmatch(reference) or DIGEST_RE.fullmatch(reference)):
+        elif reference is not None and not (is_tag(reference) or DIGEST_RE.fullmatch(reference)):
             problem = f"invalid tag or digest {reference[:140]!r}"
         if problem:
             raise InvalidReferenceError(
@@ -467,7 +457,10 @@ class RegistryClient:
         refusal = realm_refusal(parts, upstream=owner, kind=ref.kind, aliases=self._router.aliases(parts))
         if refusal is None:
             return
-        logger.warning("%s: refused token realm %s (%s)", ref, refusal.realm_host, refusal.reason)
+        logger.warning(
+            "refused token realm",
+            extra={"upstream": str(ref), "realm_host": refusal.realm_host, "reason": refusal.reason},
+        )
         raise RealmRefusedError(
             f"{ref}: token realm on {refusal.realm_host} refused: {refusal.detail}; nothing was sent there",
             host=ref.host,
@@ -542,7 +535,7 @@ class RegistryClient:
                     if len(chunk) > 1 and exc.status == 400:
                         state.multi_scope = False  # this realm refuses several scopes: fetch one by one
                         return
-                    logger.info("token prefetch for %s failed: %s", ref.host, exc)
+                    logger.info("token prefetch failed", extra={"host": ref.host, "reason": str(exc)})
                     continue
                 self._tokens.put(state.realm, state.service, principal, token, self._clock.monotonic())
 
@@ -612,7 +605,8 @@ class RegistryClient:
                 resp = send(auth=auth)
                 if resp.status != 401:
                     logger.info(
-                        "%s refused a several-scope token: one token per repository from now", ref.host
+                        "several-scope token refused: one token per repository from now",
+                        extra={"host": ref.host},
                     )
                     state.multi_scope = False
                 break
@@ -684,7 +678,7 @@ class RegistryClient:
             return None
         target = urlsplit(current)
         match = _API_PATH_RE.match(target.path)
-        repository = match.group(1) if match and REPOSITORY_RE.fullmatch(match.group(1)) else ref.repository
+        repository = match.group(1) if match and is_upstream_repository(match.group(1)) else ref.repository
         scope = pull_scope(repository)
         owner = target.netloc.lower().removesuffix(":443")
         state = _HostAuth("bearer", challenge.realm, challenge.service)
@@ -810,9 +804,12 @@ class RegistryClient:
                 repository=ref.repository,
                 status=200,
             )
-        out = [t for t in (tags or []) if isinstance(t, str) and TAG_RE.fullmatch(t)]
+        out = [t for t in (tags or []) if isinstance(t, str) and is_tag(t)]
         if len(out) != len(tags or []):
-            logger.warning("%s: ignored %d malformed tag names", ref, len(tags or []) - len(out))
+            logger.warning(
+                "ignored malformed tag names",
+                extra={"upstream": str(ref), "ignored": len(tags or []) - len(out)},
+            )
         return out
 
     # -- errors --------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import random
 import re
 import threading
@@ -26,6 +25,7 @@ from typing import Final, Protocol
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
 import urllib3
+from aws_lambda_powertools import Logger
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -38,7 +38,7 @@ from urllib3.exceptions import (
 
 from ptc_sync.registry.ratelimit import parse_retry_after
 
-logger = logging.getLogger(__name__)
+logger = Logger(child=True)
 
 RETRY_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 _CHUNK: Final = 64 * 1024
@@ -96,7 +96,8 @@ class InsecureURLError(ValueError):
     """A URL would leave HTTPS (or go to a loopback address nobody configured)."""
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback(hostname: str) -> bool:
+    """``localhost`` or a loopback address (the only hosts plain http or an override may name)."""
     if hostname == "localhost":
         return True
     try:
@@ -137,7 +138,7 @@ class HostRouter:
             parts = urlsplit(base.strip())
             if parts.scheme not in {"http", "https"} or not parts.hostname:
                 raise ValueError(f"host_override for {key}: {base!r} is not an http(s) URL")
-            if not _is_loopback(parts.hostname):
+            if not is_loopback(parts.hostname):
                 raise ValueError(
                     f"host_override for {key}: {parts.hostname!r} is not a loopback address; overrides "
                     "exist for tests and the local demo only"
@@ -464,12 +465,14 @@ class Transport:
                     )
                 return Response(status, resp_headers, body, url, attempt, retry_after, waited, physical)
             logger.debug(
-                "retrying %s %s after %s (attempt %d, sleeping %.3fs)",
-                method,
-                safe_url(url),
-                failure[1] if failure else f"HTTP {status}",
-                attempt,
-                delay,
+                "retrying",
+                extra={
+                    "method": method,
+                    "url": safe_url(url),
+                    "after": failure[1] if failure else f"HTTP {status}",
+                    "attempt": attempt,
+                    "sleep_seconds": round(delay, 3),
+                },
             )
             self.clock.sleep(delay)
             waited += delay
