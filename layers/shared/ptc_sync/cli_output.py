@@ -14,7 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TextIO
 
-from ptc_sync.models import Outcome, RateLimitStatus, TagResult, short_digest
+from ptc_sync.models import NOT_FRESH_OUTCOMES, Outcome, RateLimitStatus, TagResult, short_digest
 
 # -- exit codes ---------------------------------------------------------------------------------------
 
@@ -30,18 +30,6 @@ EXIT_CODES = (
         "usage or missing: a refused argument, or the named rule, tag, backup, run or table is not there",
     ),
     (EXIT_CRASH, "crash: an unexpected error (one line on stderr; --debug adds the traceback)"),
-)
-
-# everything but fresh, refreshed and skipped leaves a tag that differs from upstream or unknown
-NOT_FRESH_OUTCOMES = frozenset(
-    {
-        Outcome.STALE,
-        Outcome.IMMUTABLE,
-        Outcome.REFRESH_FAILED,
-        Outcome.UPSTREAM_MISSING,
-        Outcome.UPSTREAM_ERROR,
-        Outcome.RATE_LIMITED,
-    }
 )
 
 

@@ -146,6 +146,29 @@ class Outcome(StrEnum):
         return self not in {Outcome.FRESH, Outcome.SKIPPED, Outcome.IN_PROGRESS, Outcome.NOT_A_CACHE}
 
 
+# The named groupings of outcomes, each defined once (tests/fast/test_outcomes.py pins every one).
+# A step failed: the refresh, or reading upstream (alerted, logged as errors).
+FAILED_OUTCOMES: Final = frozenset({Outcome.REFRESH_FAILED, Outcome.UPSTREAM_ERROR})
+# Not fresh, yet nothing failed: differs from upstream, gone upstream, rate limited or immutable
+# (logged as warnings; news the first time a tag shows one).
+WARNING_OUTCOMES: Final = frozenset(
+    {Outcome.STALE, Outcome.UPSTREAM_MISSING, Outcome.RATE_LIMITED, Outcome.IMMUTABLE}
+)
+# The tag may not match upstream after this check (the CLI's exit code 1).
+NOT_FRESH_OUTCOMES: Final = FAILED_OUTCOMES | WARNING_OUTCOMES
+# The cached digest differed from upstream's when checked, refreshed since or not (``TagsStale``;
+# the report shows "cached → upstream" for these).
+DIFFERED_OUTCOMES: Final = frozenset(
+    {Outcome.STALE, Outcome.REFRESHED, Outcome.REFRESH_FAILED, Outcome.IMMUTABLE}
+)
+# The cached digest still differs from upstream's after this check.
+STILL_DIFFERS_OUTCOMES: Final = DIFFERED_OUTCOMES - {Outcome.REFRESHED}
+# The tag matches upstream after this check.
+MATCHES_OUTCOMES: Final = frozenset({Outcome.FRESH, Outcome.REFRESHED})
+# Upstream has an image the cache did not: refreshed, or would be (the report lists its platforms).
+NEW_IMAGE_OUTCOMES: Final = frozenset({Outcome.STALE, Outcome.REFRESHED})
+
+
 MAX_REASON_CHARS: Final = 1000
 MAX_PLATFORM_CHARS: Final = 100
 

@@ -1,0 +1,58 @@
+"""The named outcome groupings (models.py), each pinned: a new Outcome must be placed on purpose."""
+
+from __future__ import annotations
+
+from ptc_sync.cli_output import EXIT_OK, EXIT_STALE, exit_code
+from ptc_sync.models import (
+    DIFFERED_OUTCOMES,
+    FAILED_OUTCOMES,
+    MATCHES_OUTCOMES,
+    NEW_IMAGE_OUTCOMES,
+    NOT_FRESH_OUTCOMES,
+    STILL_DIFFERS_OUTCOMES,
+    WARNING_OUTCOMES,
+    Outcome,
+    TagResult,
+)
+
+o = Outcome
+
+
+def test_failed() -> None:
+    assert {o.REFRESH_FAILED, o.UPSTREAM_ERROR} == FAILED_OUTCOMES
+
+
+def test_warning_is_not_fresh_without_a_failure() -> None:
+    assert {o.STALE, o.UPSTREAM_MISSING, o.RATE_LIMITED, o.IMMUTABLE} == WARNING_OUTCOMES
+    assert not WARNING_OUTCOMES & FAILED_OUTCOMES
+
+
+def test_not_fresh_is_failed_or_warning() -> None:
+    assert NOT_FRESH_OUTCOMES == FAILED_OUTCOMES | WARNING_OUTCOMES
+    # neither fresh nor unknown-but-harmless: what matches, was left alone or only repaired
+    assert not NOT_FRESH_OUTCOMES & {
+        o.FRESH,
+        o.REFRESHED,
+        o.SKIPPED,
+        o.IN_PROGRESS,
+        o.NOT_A_CACHE,
+        o.REPAIRED,
+    }
+
+
+def test_differed_and_still_differs() -> None:
+    assert {o.STALE, o.REFRESHED, o.REFRESH_FAILED, o.IMMUTABLE} == DIFFERED_OUTCOMES
+    assert DIFFERED_OUTCOMES - {o.REFRESHED} == STILL_DIFFERS_OUTCOMES
+    assert not STILL_DIFFERS_OUTCOMES & MATCHES_OUTCOMES
+
+
+def test_matches_and_new_image() -> None:
+    assert {o.FRESH, o.REFRESHED} == MATCHES_OUTCOMES
+    assert {o.STALE, o.REFRESHED} == NEW_IMAGE_OUTCOMES
+    assert NEW_IMAGE_OUTCOMES <= DIFFERED_OUTCOMES
+
+
+def test_the_cli_exit_code_follows_not_fresh() -> None:
+    for outcome in Outcome:
+        code = exit_code([TagResult("a/b", "t", "a", outcome)])
+        assert code == (EXIT_STALE if outcome in NOT_FRESH_OUTCOMES else EXIT_OK), outcome
