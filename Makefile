@@ -16,6 +16,7 @@ export SAM_CLI_TELEMETRY := 0
 help:
 	@echo "make demo        run the sync locally on the testbed (registry on loopback + emulated ECR)"
 	@echo "make test        ruff, mypy and pytest (what CI runs, with validate and build)"
+	@echo "make test-fast   the fast tier: tests/fast on in-memory fakes (no sockets) and the pure unit tests"
 	@echo "make lint        ruff check and ruff format --check"
 	@echo "make format      ruff format and ruff check --fix"
 	@echo "make typecheck   mypy --strict on the shared package"
@@ -93,3 +94,14 @@ scan: $(STAMP) $(SCAN_STAMP)
 .PHONY: clean
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache
+
+# The fast tier: tests/fast (in-memory fakes of ECR, state, journal, queue and notifier from
+# tests/fakes.py; a conftest makes any socket connect fail) and the pure unit tests. Seconds, no
+# registry, no moto. `make test` runs these too (they are part of the pytest suite).
+FAST_TESTS := tests/fast tests/unit/test_semver.py tests/unit/test_semver_and_work.py \
+	tests/unit/test_decisions.py tests/unit/test_redact.py tests/unit/test_settings.py \
+	tests/unit/test_local_budget.py tests/registry/test_parsing.py tests/registry/test_upstream.py
+
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q $(FAST_TESTS) $(PYTEST_ARGS)

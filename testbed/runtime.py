@@ -20,14 +20,48 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
+class FakeClock:
+    """The one fake clock of the tests and the testbed: wall time (``now``) and monotonic time that
+    move together, only when told to (``advance``) or when something sleeps (``sleep`` records the
+    wait and returns at once)."""
+
+    def __init__(self, start: datetime | None = None, *, monotonic: float = 1000.0) -> None:
+        start = start or datetime.now(UTC).replace(microsecond=0)
+        if start.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        self._now = start
+        self.mono = monotonic
+        self.sleeps: list[float] = []
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+    def advance(self, delta: timedelta | float) -> None:
+        seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+        if seconds < 0:
+            raise ValueError("time does not go backwards")
+        self._now += timedelta(seconds=seconds)
+        self.mono += seconds
+
+
 @dataclass
 class FakeContext:
-    function_name: str
+    """The one fake Lambda context: what Powertools and the handlers read of one."""
+
+    function_name: str = "ptc-sync-function"
     memory_limit_in_mb: int = 256
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     remaining_ms: int = 900_000
