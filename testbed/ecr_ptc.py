@@ -68,9 +68,23 @@ imageSizeInBytes (inferred: sum of layer sizes; an index: its largest manifest, 
 nothing). BatchDeleteImage: the only tag deletes the image, one of several keeps it (documented); by
 digest deletes all tags, refused with ImageReferencedByManifestList while an index lists it; an untagged
 image still listed by an index stays. GetDownloadUrlForLayer: for a blob referenced by an image of the
-repository; in a PTC repository a blob not cached yet is imported (``imported_layers``); unreferenced
-but uploaded: LayerInaccessibleException; unknown: LayersNotFoundException; upstream failure:
-UnableToGetUpstreamLayerException; ``downloadUrl`` is shaped like ECR's S3 URL but not fetchable.
+repository; unreferenced but uploaded: LayerInaccessibleException; unknown: LayersNotFoundException.
+
+Layers (reported: aws/containers-roadmap #939, #2304). A PTC blob ECR has not cached yet is not ECR's:
+GetDownloadUrlForLayer asks upstream for it (failure: UnableToGetUpstreamLayerException), answers
+upstream's own blob URL (``https://<upstream host>/v2/<path>/blobs/<digest>``) and caches the blob in
+the background, done ``layer_cache_delay`` later on ``clock`` (default 0: cached by the next call, but
+the first answer is still upstream's URL). Once cached (``imported_layers``) the answer is an S3-shaped
+URL (not fetchable). BatchCheckLayerAvailability (moto's replaced so it sees the same layers): AVAILABLE
+only for a blob ECR holds itself, pushed or cached; a blob an image references but ECR has not cached
+answers ``uncached_layer_answer`` (unknown: UNAVAILABLE by default, or the failure MissingLayerDigest);
+anything else MissingLayerDigest; a malformed digest InvalidLayerDigest; 1 to 100 digests.
+
+Consistency and quotas. ``describe_lag`` (unknown, default off): after BatchDeleteImage removes a tag,
+DescribeImages (by imageIds and listings) keeps showing the tag on its old digest for that long, even
+once the tag is back on another image; BatchGetImage and PutImage see the truth. ``put_image_rate``
+(documented quota 10/s per account and region, default off): more PutImage calls than that within one
+second of ``clock`` raise ThrottlingException (refused calls do not count).
 
 Background imports and faults (the seed article's large image; the real failure code is not
 documented). ``import_in_background`` makes the first pull answer a failure (default
@@ -97,8 +111,8 @@ nothing new or an immutable tag. moto's delivery to SQS writes ``time`` as epoch
 
 Not emulated: IAM (``customRoleArn`` is checked for shape and account, ``ecr`` upstreams are read
 anonymously), archive storage (every image is ACTIVE), cross-account registryId
-(InvalidParameterException), ECR Image Action events, throttling. moto's repository name check
-(kept) is stricter than the model's: it refuses ``a--b``.
+(InvalidParameterException), ECR Image Action events, throttling of any call but PutImage. moto's
+repository name check (kept) is stricter than the model's: it refuses ``a--b``.
 """
 
 from __future__ import annotations
@@ -108,7 +122,7 @@ import json
 import re
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -212,6 +226,14 @@ PRINCIPAL_ARN_RE: Final = re.compile(
     r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[\w+=,.@-]+(/[\w+=,.@-]+)*$"
 )
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+LAYER_AVAILABLE: Final = "AVAILABLE"
+LAYER_UNAVAILABLE: Final = "UNAVAILABLE"
+# What BatchCheckLayerAvailability answers for a layer an image of the repository references but ECR has
+# not cached yet (unknown: both are values of the model; the code must treat either as "not warm").
+UNCACHED_LAYER_ANSWERS: Final = (LAYER_UNAVAILABLE, "MissingLayerDigest")
+DEFAULT_LAYER_MEDIA_TYPE: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MAX_LAYER_DIGESTS: Final = 100  # BatchedOperationLayerDigestList: 1 to 100
+PUT_IMAGE_QUOTA: Final = 10  # PutImage requests per second, per account and region (service-quotas.html)
 BACKGROUND_REASON: Final = "Timed out while importing the image from the upstream registry"
 
 _ACTIONS: Final = (
@@ -225,6 +247,7 @@ _ACTIONS: Final = (
     "describe_images",
     "batch_delete_image",
     "get_download_url_for_layer",
+    "batch_check_layer_availability",
     "register_pull_time_update_exclusion",
     "deregister_pull_time_update_exclusion",
     "list_pull_time_update_exclusions",
@@ -410,6 +433,28 @@ class _Target:
     @property
     def source(self) -> str:
         return f"{self.rule.upstream_url}/{self.upstream}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class _CachingLayer:
+    """A blob ECR is caching in the background after a GetDownloadUrlForLayer sent the client upstream."""
+
+    account: str
+    region: str
+    repository: str
+    digest: str
+    size: int
+    upstream: str  # host/repository
+    ready_at: datetime
+
+
+@dataclass(frozen=True)
+class _LaggingTag:
+    """A removed tag DescribeImages still shows, as it was, until ``until``."""
+
+    digest: str
+    until: datetime
+    detail: dict[str, Any]
 
 
 @dataclass
@@ -728,7 +773,23 @@ class PullThroughCacheEmulator:
         region: str = DEFAULT_REGION,
         strict_put_image_layers: bool = True,
         upstream_timeout: float = 5.0,
+        layer_cache_delay: timedelta = timedelta(0),
+        uncached_layer_answer: str = LAYER_UNAVAILABLE,
+        describe_lag: timedelta = timedelta(0),
+        put_image_rate: int | None = None,
     ) -> None:
+        """``layer_cache_delay``: how long ECR takes to cache a blob after the first GetDownloadUrlForLayer
+        sent the client upstream (reported: #939, #2304). ``uncached_layer_answer``: what
+        BatchCheckLayerAvailability says for a referenced blob not cached yet, ``UNAVAILABLE`` or the
+        failure ``MissingLayerDigest`` (unknown). ``describe_lag``: how long DescribeImages keeps showing
+        a removed tag's old digest (unknown; zero: off). ``put_image_rate``: PutImage calls accepted per
+        second of ``clock`` before ThrottlingException (documented quota: 10; None: off)."""
+        if uncached_layer_answer not in UNCACHED_LAYER_ANSWERS:
+            raise ValueError(f"uncached_layer_answer must be one of {UNCACHED_LAYER_ANSWERS}")
+        self.layer_cache_delay = layer_cache_delay
+        self.uncached_layer_answer = uncached_layer_answer
+        self.describe_lag = describe_lag
+        self.put_image_rate = put_image_rate
         self.upstreams: dict[str, str] = {}
         for host, url in upstreams.items():
             self.add_upstream(host, url)
@@ -752,6 +813,9 @@ class PullThroughCacheEmulator:
         self._background: list[_Background] = []
         self._pending: dict[tuple[str, str, str, str], _Pending] = {}
         self._exclusions: dict[tuple[str, str], dict[str, datetime]] = {}  # principalArn -> createdAt
+        self._caching_layers: dict[tuple[str, str, str, str], _CachingLayer] = {}
+        self._lagging: dict[tuple[str, str, str, str], _LaggingTag] = {}
+        self._put_times: dict[tuple[str, str], deque[datetime]] = {}
         self._saved: dict[str, object] = {}
 
     # -- installation ---------------------------------------------------------------------------------
@@ -790,6 +854,7 @@ class PullThroughCacheEmulator:
             with self._lock:
                 call = _Call(response)
                 self._advance_background(call.account, call.region, None)
+                self._advance_layers()
                 return impl(call)
 
         handler.__name__ = impl.__name__.removeprefix("_api_")
@@ -863,6 +928,22 @@ class PullThroughCacheEmulator:
             for item in pending:
                 self._complete(item)
             return len(pending)
+
+    @property
+    def caching_layers(self) -> list[tuple[str, str]]:
+        """(repository, digest) of every blob ECR is still caching in the background."""
+        with self._lock:
+            self._advance_layers()
+            return [(c.repository, c.digest) for c in self._caching_layers.values()]
+
+    def complete_layer_caching(self) -> int:
+        """Finish caching every blob under way now; returns how many there were."""
+        with self._lock:
+            caching = list(self._caching_layers.values())
+            self._caching_layers.clear()
+            for layer in caching:
+                self._cache_layer(layer)
+            return len(caching)
 
     @property
     def pending_imports(self) -> list[tuple[str, str]]:
@@ -1276,6 +1357,26 @@ class PullThroughCacheEmulator:
     def _complete(self, pending: _Pending) -> None:
         self._store_import(pending.target, pending.fetched)
 
+    # -- layers cached in the background ------------------------------------------------------------
+
+    def _advance_layers(self) -> None:
+        """Blobs whose background caching is due are now ECR's own (BatchCheckLayerAvailability:
+        AVAILABLE; GetDownloadUrlForLayer: an S3 URL)."""
+        now = self.clock.now()
+        for key, layer in list(self._caching_layers.items()):
+            if now >= layer.ready_at:
+                del self._caching_layers[key]
+                self._cache_layer(layer)
+
+    def _cache_layer(self, layer: _CachingLayer) -> None:
+        repository = ecr_backends[layer.account][layer.region].repositories.get(layer.repository)
+        if repository is None:
+            return  # the repository went while the blob was being cached
+        repository.layers[layer.digest] = layer.size
+        self.imported_layers.append(
+            ImportedLayer(layer.repository, layer.digest, layer.size, layer.upstream, layer.ready_at)
+        )
+
     # -- events ---------------------------------------------------------------------------------------
 
     def _emit(
@@ -1552,9 +1653,24 @@ class PullThroughCacheEmulator:
             )
         return manifest, doc, str(media_type), digest
 
+    def _throttle_put_image(self, call: _Call) -> None:
+        """More than ``put_image_rate`` PutImage calls within one second of the clock, per account and
+        region: ThrottlingException (documented quota 10/s, service-quotas.html); a refused call does
+        not count."""
+        if self.put_image_rate is None:
+            return
+        now = self.clock.now()
+        window = self._put_times.setdefault((call.account, call.region), deque())
+        while window and now - window[0] >= timedelta(seconds=1):
+            window.popleft()
+        if len(window) >= self.put_image_rate:
+            raise _error("ThrottlingException", "Rate exceeded")
+        window.append(now)
+
     def _api_put_image(self, call: _Call) -> ActionResult:
         name = call.param("repositoryName")
         repository = call.repository(name)
+        self._throttle_put_image(call)
         manifest, doc, media_type, digest = self._put_image_manifest(call)
         tag = call.param("imageTag")
         existing = _by_digest(repository, digest)
@@ -1617,38 +1733,53 @@ class PullThroughCacheEmulator:
             raise _error("InvalidParameterException", f"Invalid parameter at 'imageStatus': '{image_status}'")
         limit = _max_results(call.param("maxResults"))
         token = call.param("nextToken")
+        lags = self._lags_of(call, name)
         if image_ids:
             if limit is not None or token:
                 raise _error(
                     "InvalidParameterException",
                     "Invalid parameter: maxResults and nextToken cannot be used with imageIds",
                 )
-            images: list[Image] = []
-            for image_id in image_ids:
-                tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
-                image = _by_tag(repository, tag) if tag else _by_digest(repository, digest or "")
-                if image is None or (digest and image.get_image_digest() != digest):
-                    raise ImageNotFoundException(
-                        f"{{imageDigest:'{digest or 'null'}', imageTag:'{tag or 'null'}'}}",
-                        name,
-                        call.account,
-                    )
-                if image not in images:
-                    images.append(image)
+            details = self._describe_by_ids(call, repository, image_ids, lags)
         else:
-            images = list(repository.images)
+            details = self._lagged([self._detail(repository, i) for i in repository.images], lags)
         if tag_status == "TAGGED":
-            images = [i for i in images if i.image_tags]
+            details = [d for d in details if d.get("imageTags")]
         elif tag_status == "UNTAGGED":
-            images = [i for i in images if not i.image_tags]
+            details = [d for d in details if not d.get("imageTags")]
         if image_status not in ("ANY", IMAGE_ACTIVE):
-            images = []  # every emulated image is ACTIVE: archiving is not emulated
+            details = []  # every emulated image is ACTIVE: archiving is not emulated
         offset = _decode_token(token)
-        page = images[offset : offset + limit] if limit else images[offset:]
-        out: dict[str, Any] = {"imageDetails": [self._detail(repository, i) for i in page]}
-        if limit and offset + limit < len(images):
+        page = details[offset : offset + limit] if limit else details[offset:]
+        out: dict[str, Any] = {"imageDetails": page}
+        if limit and offset + limit < len(details):
             out["nextToken"] = _encode_token(offset + limit)
         return ActionResult(out)
+
+    def _describe_by_ids(
+        self,
+        call: _Call,
+        repository: Repository,
+        image_ids: list[dict[str, str]],
+        lags: Mapping[str, _LaggingTag],
+    ) -> list[dict[str, Any]]:
+        details: list[dict[str, Any]] = []
+        for image_id in image_ids:
+            tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
+            if tag and tag in lags:  # a lagging read: the removed tag, as it was
+                detail: dict[str, Any] | None = dict(lags[tag].detail, imageTags=[tag])
+            else:
+                image = _by_tag(repository, tag) if tag else _by_digest(repository, digest or "")
+                detail = None if image is None else self._detail(repository, image)
+            if detail is None or (digest and detail["imageDigest"] != digest):
+                raise ImageNotFoundException(
+                    f"{{imageDigest:'{digest or 'null'}', imageTag:'{tag or 'null'}'}}",
+                    repository.name,
+                    call.account,
+                )
+            if all(d["imageDigest"] != detail["imageDigest"] for d in details):
+                details.append(detail)
+        return details
 
     def _size(self, repository: Repository, image: Image) -> int | None:
         doc = _doc(image)
@@ -1681,6 +1812,43 @@ class PullThroughCacheEmulator:
             detail["lastRecordedPullTime"] = last_pull
         return detail
 
+    def _start_lag(self, call: _Call, repository: Repository, image: Image, tag: str) -> None:
+        """With ``describe_lag``, DescribeImages keeps showing ``tag`` on ``image`` for that long after
+        the tag is removed (read-after-delete consistency: unknown, ecr-behaviour.md)."""
+        if self.describe_lag <= timedelta(0):
+            return
+        detail = self._detail(repository, image)
+        self._lagging[(call.account, call.region, repository.name, tag)] = _LaggingTag(
+            image.get_image_digest(), self.clock.now() + self.describe_lag, detail
+        )
+
+    def _lags_of(self, call: _Call, name: str) -> dict[str, _LaggingTag]:
+        """tag -> what a lagging DescribeImages still shows for it, for ``name`` now."""
+        now = self.clock.now()
+        for key, lag in list(self._lagging.items()):
+            if now >= lag.until:
+                del self._lagging[key]
+        return {
+            key[3]: lag for key, lag in self._lagging.items() if key[:3] == (call.account, call.region, name)
+        }
+
+    @staticmethod
+    def _lagged(details: list[dict[str, Any]], lags: Mapping[str, _LaggingTag]) -> list[dict[str, Any]]:
+        """A listing as a lagging read shows it: each lagging tag back on its old digest only."""
+        out = [dict(d) for d in details]
+        for tag, lag in lags.items():
+            for detail in out:
+                tags = [t for t in detail.get("imageTags", []) if t != tag]
+                if detail["imageDigest"] == lag.digest:
+                    tags.append(tag)
+                if tags:
+                    detail["imageTags"] = tags
+                else:
+                    detail.pop("imageTags", None)
+            if not any(d["imageDigest"] == lag.digest for d in out):
+                out.append(dict(lag.detail, imageTags=[tag]))
+        return out
+
     def _api_batch_delete_image(self, call: _Call) -> ActionResult:
         name = call.param("repositoryName")
         repository = call.repository(name)
@@ -1698,6 +1866,7 @@ class PullThroughCacheEmulator:
                 continue
             image_digest = image.get_image_digest()
             if tag:
+                self._start_lag(call, repository, image, tag)
                 _untag(image, tag)
                 self._last_checked.pop((call.account, call.region, name, tag), None)
                 deleted.append({"imageDigest": image_digest, "imageTag": tag})
@@ -1715,6 +1884,7 @@ class PullThroughCacheEmulator:
                 )
                 continue
             for image_tag in list(image.image_tags):
+                self._start_lag(call, repository, image, image_tag)
                 self._last_checked.pop((call.account, call.region, name, image_tag), None)
                 deleted.append({"imageDigest": image_digest, "imageTag": image_tag})
             if not image.image_tags:
@@ -1739,13 +1909,27 @@ class PullThroughCacheEmulator:
                 f"The layer with digest '{digest}' was not found in the repository '{name}'",
             )
         if digest not in repository.layers:
-            match = self._match_rule(call.account, call.region, name)
-            if match is None:
-                raise _error(
-                    "LayersNotFoundException",
-                    f"The layer with digest '{digest}' was not found in the repository '{name}'",
-                )
-            rule, upstream = match
+            url = self._upstream_layer_url(call, name, digest)
+            return ActionResult({"downloadUrl": url, "layerDigest": digest})
+        url = (
+            f"https://prod-{call.region}-starport-layer-bucket.s3.{call.region}.amazonaws.com/"
+            f"{call.account}/{name}/{digest}?X-Amz-Expires=3600&emulated=ptc-sync-testbed"
+        )
+        return ActionResult({"downloadUrl": url, "layerDigest": digest})
+
+    def _upstream_layer_url(self, call: _Call, name: str, digest: str) -> str:
+        """A blob ECR has not cached: the client is sent to upstream's own blob URL, and ECR caches the
+        blob in the background, done ``layer_cache_delay`` later (reported: #939, #2304). Upstream is
+        asked for the blob now (an unreachable upstream or a missing blob fails the call)."""
+        match = self._match_rule(call.account, call.region, name)
+        if match is None:
+            raise _error(
+                "LayersNotFoundException",
+                f"The layer with digest '{digest}' was not found in the repository '{name}'",
+            )
+        rule, upstream = match
+        key = (call.account, call.region, name, digest)
+        if key not in self._caching_layers:
             try:
                 credentials = self._credentials(rule)
                 data = _UpstreamClient(self, rule.upstream_url, credentials).blob(upstream, digest)
@@ -1754,12 +1938,77 @@ class PullThroughCacheEmulator:
                     "UnableToGetUpstreamLayerException",
                     f"Unable to get layer {digest} from {rule.upstream_url}/{upstream}: {exc}",
                 ) from exc
-            repository.layers[digest] = len(data)
-            self.imported_layers.append(
-                ImportedLayer(name, digest, len(data), f"{rule.upstream_url}/{upstream}", self.clock.now())
+            self._caching_layers[key] = _CachingLayer(
+                call.account,
+                call.region,
+                name,
+                digest,
+                len(data),
+                f"{rule.upstream_url}/{upstream}",
+                self.clock.now() + self.layer_cache_delay,
             )
-        url = (
-            f"https://prod-{call.region}-starport-layer-bucket.s3.{call.region}.amazonaws.com/"
-            f"{call.account}/{name}/{digest}?X-Amz-Expires=3600&emulated=ptc-sync-testbed"
-        )
-        return ActionResult({"downloadUrl": url, "layerDigest": digest})
+        return f"https://{rule.upstream_url}/v2/{upstream}/blobs/{digest}"
+
+    def _api_batch_check_layer_availability(self, call: _Call) -> ActionResult:
+        """AVAILABLE only for a blob ECR stores itself (pushed, or cached from upstream); a blob an
+        image references but ECR has not cached answers ``uncached_layer_answer``; any other digest is
+        the failure MissingLayerDigest. Codes: botocore's LayerAvailability and LayerFailureCode."""
+        name = call.param("repositoryName")
+        repository = call.repository(name)
+        digests = call.param("layerDigests")
+        if not isinstance(digests, list) or not 1 <= len(digests) <= MAX_LAYER_DIGESTS:
+            raise _error(
+                "InvalidParameterException",
+                f"Invalid parameter at 'layerDigests': between 1 and {MAX_LAYER_DIGESTS} digests",
+            )
+        described = self._referenced_descriptors(repository)
+        layers: list[dict[str, Any]] = []
+        failures: list[dict[str, str]] = []
+        for digest in digests:
+            if not isinstance(digest, str) or not LAYER_DIGEST_RE.fullmatch(digest):
+                failures.append(
+                    {
+                        "layerDigest": str(digest),
+                        "failureCode": "InvalidLayerDigest",
+                        "failureReason": f"Invalid layer digest '{digest}'",
+                    }
+                )
+                continue
+            size, media_type = described.get(digest, (None, DEFAULT_LAYER_MEDIA_TYPE))
+            if digest in repository.layers:
+                availability = LAYER_AVAILABLE
+                size = repository.layers[digest]
+            elif digest in described and self.uncached_layer_answer == LAYER_UNAVAILABLE:
+                availability = LAYER_UNAVAILABLE
+            else:
+                failures.append(
+                    {
+                        "layerDigest": digest,
+                        "failureCode": "MissingLayerDigest",
+                        "failureReason": f"Layer digest '{digest}' could not be found",
+                    }
+                )
+                continue
+            layer: dict[str, Any] = {
+                "layerDigest": digest,
+                "layerAvailability": availability,
+                "mediaType": media_type,
+            }
+            if size is not None:
+                layer["layerSize"] = size
+            layers.append(layer)
+        return ActionResult({"layers": layers, "failures": failures})
+
+    def _referenced_descriptors(self, repository: Repository) -> dict[str, tuple[int | None, str]]:
+        """digest -> (size, media type) of every blob an image of ``repository`` references."""
+        out: dict[str, tuple[int | None, str]] = {}
+        for image in repository.images:
+            doc = _doc(image)
+            for desc in [doc.get("config"), *(doc.get("layers") or [])]:
+                if isinstance(desc, dict) and desc.get("digest") and not desc.get("urls"):
+                    size = desc.get("size")
+                    out[str(desc["digest"])] = (
+                        int(size) if isinstance(size, int) else None,
+                        str(desc.get("mediaType") or DEFAULT_LAYER_MEDIA_TYPE),
+                    )
+        return out

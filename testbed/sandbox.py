@@ -27,7 +27,7 @@ from samcli.yamlhelper import yaml_parse
 from ptc_sync import mediatypes as mt
 from ptc_sync.settings import SyncSettings
 from ptc_sync.wiring import App, build_app
-from testbed.ecr_ptc import FakeClock, PullThroughCacheEmulator
+from testbed.ecr_ptc import LAYER_UNAVAILABLE, FakeClock, PullThroughCacheEmulator
 from testbed.images import ImagePusher
 from testbed.registry import RegistryServer
 
@@ -47,14 +47,35 @@ def template_resources() -> dict[str, Any]:
 
 
 class Sandbox:
-    def __init__(self, registry: RegistryServer, *, clock: FakeClock | None = None) -> None:
+    def __init__(
+        self,
+        registry: RegistryServer,
+        *,
+        clock: FakeClock | None = None,
+        describe_lag: timedelta = timedelta(0),
+        layer_cache_delay: timedelta = timedelta(0),
+        uncached_layer_answer: str = LAYER_UNAVAILABLE,
+        put_image_rate: int | None = None,
+    ) -> None:
+        """The emulator's switches (testbed/ecr_ptc.py): ``describe_lag``, how long DescribeImages still
+        shows a removed tag's old digest (off by default; refresh tests switch it on);
+        ``layer_cache_delay``, how long ECR takes to cache a blob after sending a client upstream for it;
+        ``uncached_layer_answer``, BatchCheckLayerAvailability's answer meanwhile; ``put_image_rate``,
+        PutImage calls a second before ThrottlingException (off by default)."""
         self.registry = registry
         self.clock = clock or FakeClock()
         self.upstreams = {PUBLIC_HOST: registry.url, HUB_HOST: registry.url}
         self.pusher = ImagePusher(registry.url)
         self._mock = mock_aws()
         self.emulator = PullThroughCacheEmulator(
-            self.upstreams, self.clock, account_id=ACCOUNT, region=REGION
+            self.upstreams,
+            self.clock,
+            account_id=ACCOUNT,
+            region=REGION,
+            describe_lag=describe_lag,
+            layer_cache_delay=layer_cache_delay,
+            uncached_layer_answer=uncached_layer_answer,
+            put_image_rate=put_image_rate,
         )
         self.topic_arn = ""
         self.queue_url = ""

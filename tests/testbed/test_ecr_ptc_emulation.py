@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -1100,3 +1101,201 @@ def test_fake_clock_only_moves_forward() -> None:
     assert clock.now() == datetime(2025, 1, 2, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="backwards"):
         clock.advance(timedelta(seconds=-1))
+
+
+# -- layers on a first pull (reported: aws/containers-roadmap #939, #2304) -------------------------------
+
+
+def availability(ecr: Any, repo: str, digests: list[str]) -> dict[str, str]:
+    """digest -> layerAvailability, or the failure code for a digest ECR answered with a failure."""
+    resp = ecr.batch_check_layer_availability(repositoryName=repo, layerDigests=digests)
+    out = {layer["layerDigest"]: layer["layerAvailability"] for layer in resp["layers"]}
+    out.update({failure["layerDigest"]: failure["failureCode"] for failure in resp["failures"]})
+    return out
+
+
+def test_first_pull_layer_url_is_on_the_upstream_host_until_ecr_cached_it_in_the_background(
+    ptc: PullThroughCacheEmulator, ecr: Any, clock: FakeClock, pusher: ImagePusher, unique_repo: str
+) -> None:
+    """Reported (containers-roadmap #939, #2304; ecr-facts 2026-12-01 "Layers on a first pull"): for a
+    layer not yet cached GetDownloadUrlForLayer answers a URL on upstream's own storage and ECR caches
+    the layer in the background; BatchCheckLayerAvailability says AVAILABLE only once it is ECR's."""
+    ptc.layer_cache_delay = timedelta(seconds=30)
+    image = pusher.push_image(unique_repo, "v1", layers=2)
+    public_rule(ecr)
+    repo = f"ecr-public/{unique_repo}"
+    pulled_digest(pull(ecr, repo, "v1"))
+    blobs = [b.digest for b in image.layers]
+    assert availability(ecr, repo, blobs) == dict.fromkeys(blobs, "UNAVAILABLE"), (
+        "pulling the manifest caches no blob"
+    )
+
+    first = ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=blobs[0])["downloadUrl"]
+    assert first == f"https://public.ecr.aws/v2/{unique_repo}/blobs/{blobs[0]}"
+    clock.advance(timedelta(seconds=29))
+    again = ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=blobs[0])["downloadUrl"]
+    assert urlsplit(again).hostname == "public.ecr.aws", "still caching: still upstream's"
+    assert availability(ecr, repo, blobs) == dict.fromkeys(blobs, "UNAVAILABLE")
+    assert ptc.caching_layers == [(repo, blobs[0])]
+
+    clock.advance(timedelta(seconds=1))
+    assert availability(ecr, repo, blobs) == {blobs[0]: "AVAILABLE", blobs[1]: "UNAVAILABLE"}
+    cached = ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=blobs[0])["downloadUrl"]
+    assert urlsplit(cached).hostname == "prod-us-east-1-starport-layer-bucket.s3.us-east-1.amazonaws.com"
+    assert [(r.digest, r.at) for r in ptc.imported_layers] == [(blobs[0], clock.now())]
+
+
+def test_a_layer_asked_for_while_upstream_is_down_fails_and_is_not_cached(
+    ptc: PullThroughCacheEmulator, ecr: Any, pusher: ImagePusher, unique_repo: str
+) -> None:
+    """botocore GetDownloadUrlForLayer lists UnableToGetUpstreamLayerException: ECR asks upstream for a
+    layer it has not cached."""
+    image = pusher.push_image(unique_repo, "v1")
+    public_rule(ecr)
+    repo = f"ecr-public/{unique_repo}"
+    pulled_digest(pull(ecr, repo, "v1"))
+    ptc.set_upstream_unreachable("public.ecr.aws")
+    with pytest.raises(ClientError) as exc:
+        ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=image.layers[0].digest)
+    assert code_of(exc) == "UnableToGetUpstreamLayerException"
+    assert availability(ecr, repo, [image.layers[0].digest]) == {image.layers[0].digest: "UNAVAILABLE"}
+
+
+def test_uncached_layer_can_answer_missing_layer_digest_instead_of_unavailable(
+    ptc: PullThroughCacheEmulator, ecr: Any, pusher: ImagePusher, unique_repo: str
+) -> None:
+    """Unknown (no public evidence): what BatchCheckLayerAvailability answers for a layer a cached
+    manifest references but ECR has not cached. Both of the model's answers (LayerAvailability
+    UNAVAILABLE, LayerFailureCode MissingLayerDigest) can be emulated; neither is AVAILABLE."""
+    ptc.uncached_layer_answer = "MissingLayerDigest"
+    image = pusher.push_image(unique_repo, "v1")
+    public_rule(ecr)
+    repo = f"ecr-public/{unique_repo}"
+    pulled_digest(pull(ecr, repo, "v1"))
+    digest = image.layers[0].digest
+    assert availability(ecr, repo, [digest]) == {digest: "MissingLayerDigest"}
+    ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=digest)
+    assert availability(ecr, repo, [digest]) == {digest: "AVAILABLE"}, "cached by the next call (delay 0)"
+    with pytest.raises(ValueError, match="uncached_layer_answer"):
+        PullThroughCacheEmulator({}, uncached_layer_answer="GONE")
+
+
+def test_batch_check_layer_availability_answers_the_models_codes(
+    ecr: Any, pusher: ImagePusher, unique_repo: str
+) -> None:
+    """botocore BatchCheckLayerAvailability: 1 to 100 digests; LayerFailureCode InvalidLayerDigest and
+    MissingLayerDigest; an uploaded blob of a repository pushed to directly is AVAILABLE with its size."""
+    ecr.create_repository(repositoryName="pushed/app")
+    uploaded = upload_blob(ecr, "pushed/app", b"a blob pushed the usual way")
+    unknown = "sha256:" + "3" * 64
+    resp = ecr.batch_check_layer_availability(
+        repositoryName="pushed/app", layerDigests=[uploaded, unknown, "not-a-digest"]
+    )
+    assert resp["layers"] == [
+        {
+            "layerDigest": uploaded,
+            "layerAvailability": "AVAILABLE",
+            "layerSize": 27,
+            "mediaType": ANY_METADATA,
+        }
+    ]
+    assert [(f["layerDigest"], f["failureCode"]) for f in resp["failures"]] == [
+        (unknown, "MissingLayerDigest"),
+        ("not-a-digest", "InvalidLayerDigest"),
+    ]
+    with pytest.raises(ClientError) as exc:
+        ecr.batch_check_layer_availability(repositoryName="pushed/app", layerDigests=[unknown] * 101)
+    assert code_of(exc) in {"InvalidParameterException", "ValidationException"}
+    with pytest.raises(ClientError) as exc:
+        ecr.batch_check_layer_availability(repositoryName="pushed/none", layerDigests=[unknown])
+    assert code_of(exc) == "RepositoryNotFoundException"
+
+
+# -- read-after-delete consistency (unknown: ecr-facts 2026-12-01 "Still unknown") ------------------------
+
+
+@pytest.mark.parametrize("lag", [timedelta(0), timedelta(seconds=20)], ids=["off", "on"])
+def test_describe_images_may_show_a_removed_tags_old_digest_for_a_while(
+    ptc: PullThroughCacheEmulator, ecr: Any, pusher: ImagePusher, unique_repo: str, lag: timedelta
+) -> None:
+    """Unknown (no public evidence; ecr-facts 2026-12-01): right after BatchDeleteImage, DescribeImages
+    may still show the old digest. Emulated both ways: off, the read is exact at once; on, for ``lag``
+    the removed tag reads (by imageIds and in listings) as it was, even once it is back on another
+    image, while BatchGetImage sees the truth."""
+    ptc.describe_lag = lag
+    pusher.push_image(unique_repo, "v")
+    public_rule(ecr)
+    repo = f"ecr-public/{unique_repo}"
+    old = pulled_digest(pull(ecr, repo, "v"))
+    ecr.put_image(
+        repositoryName=repo, imageManifest=pull(ecr, repo, "v")["images"][0]["imageManifest"], imageTag="keep"
+    )
+    new = pusher.push_image(unique_repo, "v").digest
+    ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": "v"}])
+
+    def shown() -> str | None:
+        try:
+            return str(describe(ecr, repo, imageIds=[{"imageTag": "v"}])[0]["imageDigest"])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ImageNotFoundException":
+                raise
+            return None
+
+    def listed() -> dict[str, str]:
+        return {t: d["imageDigest"] for d in describe(ecr, repo) for t in d.get("imageTags", [])}
+
+    if not lag:
+        assert shown() is None
+        assert listed() == {"keep": old}
+        return
+    assert shown() == old
+    assert listed() == {"keep": old, "v": old}
+    assert pulled_digest(pull(ecr, repo, "v")) == new, "BatchGetImage is not lagging: it imports"
+    assert shown() == old, "the read still lags behind the import"
+    assert listed() == {"keep": old, "v": old}
+    ptc.clock.advance(lag)
+    assert shown() == new
+    assert listed() == {"keep": old, "v": new}
+
+
+# -- PutImage throttling (documented: ECR service quotas, service-quotas.html) ----------------------------
+
+
+@pytest.mark.filterwarnings("ignore:.*ThrottlingException does not match an error shape")
+@pytest.mark.parametrize("rate", [None, 10], ids=["off", "on"])
+def test_put_image_is_throttled_above_10_a_second(
+    ptc: PullThroughCacheEmulator, clock: FakeClock, rate: int | None
+) -> None:
+    """Documented (ECR service quotas, service-quotas.html; ecr-facts 2026-12-01): PutImage is limited
+    to 10 requests a second per account and region. Emulated on the emulator's clock when switched on;
+    a throttled call does not count."""
+    ptc.put_image_rate = rate
+    ecr = boto3.client(
+        "ecr", region_name="us-east-1", config=Config(retries={"mode": "standard", "max_attempts": 1})
+    )
+    ecr.create_repository(repositoryName="pushed/app")
+    config = upload_blob(ecr, "pushed/app", b"{}")
+
+    def put(n: int) -> None:
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": mt.DOCKER_MANIFEST,
+            "config": {"mediaType": mt.DOCKER_CONFIG, "digest": config, "size": 2},
+            "layers": [],
+            "annotations": {"n": str(n)},
+        }
+        ecr.put_image(repositoryName="pushed/app", imageManifest=json.dumps(manifest), imageTag=f"t{n}")
+
+    for n in range(10):
+        put(n)
+    if rate is None:
+        put(10)
+        return
+    with pytest.raises(ClientError) as exc:
+        put(10)
+    assert code_of(exc) == "ThrottlingException"
+    clock.advance(timedelta(milliseconds=999))
+    with pytest.raises(ClientError):
+        put(10)
+    clock.advance(timedelta(milliseconds=1))
+    put(10)
