@@ -26,6 +26,7 @@ NEITHER = [
     Outcome.IN_PROGRESS,
     Outcome.NOT_A_CACHE,
     Outcome.NOT_COMPARABLE,
+    Outcome.WARMING,
 ]
 
 

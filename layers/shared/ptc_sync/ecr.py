@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 DESCRIBE_IMAGES_PAGE = 1000
 DELETE_BATCH = 100  # BatchDeleteImage takes at most 100 image ids
+LAYER_CHECK_BATCH = 100  # BatchCheckLayerAvailability takes at most 100 digests
 
 
 class EcrError(RuntimeError):
@@ -290,16 +291,39 @@ class EcrAdapter:
                     subject=f"{repository}:{first.get('imageId', {}).get('imageTag', '')}",
                 )
 
-    def warm_layer(self, repository: str, layer_digest: str) -> None:
-        """GetDownloadUrlForLayer: in a pull-through cache repository this imports the blob."""
+    def warm_layer(self, repository: str, layer_digest: str) -> str:
+        """GetDownloadUrlForLayer: in a pull-through cache repository this starts caching the blob. The
+        URL it returns may be upstream's own (the blob is not cached yet): it proves nothing about
+        warmth, ``layers_available`` does. Returns the URL."""
         try:
             resp = self.client.get_download_url_for_layer(repositoryName=repository, layerDigest=layer_digest)
         except (ClientError, BotoCoreError) as exc:
             raise _raise("GetDownloadUrlForLayer", exc, f"{repository}@{layer_digest}") from exc
-        if resp.get("layerDigest") != layer_digest or not resp.get("downloadUrl"):
+        url = resp.get("downloadUrl")
+        if resp.get("layerDigest") != layer_digest or not url:
             raise EcrError(
                 "GetDownloadUrlForLayer", "BadResponse", "no download URL for the layer", subject=repository
             )
+        return url
+
+    def layers_available(self, repository: str, digests: Iterable[str]) -> dict[str, bool]:
+        """BatchCheckLayerAvailability, 100 digests a call: True for a blob ECR serves itself
+        (AVAILABLE); UNAVAILABLE, ARCHIVED, a failure entry or no answer at all is False."""
+        wanted = list(dict.fromkeys(digests))
+        out = dict.fromkeys(wanted, False)
+        for start in range(0, len(wanted), LAYER_CHECK_BATCH):
+            batch = wanted[start : start + LAYER_CHECK_BATCH]
+            try:
+                resp = self.client.batch_check_layer_availability(
+                    repositoryName=repository, layerDigests=batch
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise _raise("BatchCheckLayerAvailability", exc, repository) from exc
+            for layer in resp.get("layers", []):
+                digest = layer.get("layerDigest", "")
+                if digest in out and layer.get("layerAvailability") == "AVAILABLE":
+                    out[digest] = True
+        return out
 
 
 def _media_type_of(body: bytes) -> str:

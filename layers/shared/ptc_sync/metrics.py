@@ -44,6 +44,8 @@ _COUNTED_OUTCOMES: Final[Mapping[str, Outcome]] = {
     "UpstreamMissing": Outcome.UPSTREAM_MISSING,
     "RateLimited": Outcome.RATE_LIMITED,
     "Immutable": Outcome.IMMUTABLE,
+    # cached, but not every blob is ECR's own yet (a refresh whose blobs still warm says so in its reason)
+    "ImagesWarming": Outcome.WARMING,
 }
 _ERROR_OUTCOMES: Final = frozenset({Outcome.REFRESH_FAILED, Outcome.UPSTREAM_ERROR})
 _WARNING_OUTCOMES: Final = frozenset(

@@ -140,6 +140,9 @@ class Outcome(StrEnum):
     NOT_A_CACHE = "not_a_cache"
     # upstream reports a digest of another algorithm than the cache's: it cannot be called stale
     NOT_COMPARABLE = "not_comparable"
+    # the image is cached, but ECR does not serve every blob itself yet (a node without a route to
+    # upstream could not pull it): not a failure, the next run checks again
+    WARMING = "warming"
 
     @property
     def notable(self) -> bool:

@@ -9,11 +9,15 @@ upstream on its next pull. So, with every step checked:
 3. write the intent (old digest, backup tag, expected digest), then remove the tag (the image
    stays: the backup tag still references it)
 4. pull the tag (BatchGetImage with the index types accepted): ECR imports it from upstream
-5. warm every blob of every platform (GetDownloadUrlForLayer)
+5. ask for every blob of every platform (GetDownloadUrlForLayer), which makes ECR cache it
 6. verify DescribeImages shows upstream's digest, polling within a bound (imports can finish in
    the background after the first request failed; right after the delete DescribeImages may still
    show the old digest for a while, which is waited out, not failed on)
-7. drop backups beyond the configured generations, close the intent
+7. poll BatchCheckLayerAvailability, within what is left of the same bound, until ECR serves every
+   blob itself: a blob not cached yet is served from upstream's own storage (docs/ecr-behaviour.md),
+   so a node without a route to upstream could not pull it. Blobs still warming by the bound are a
+   note on the refreshed tag, never a failure: the tag is verified and stays
+8. drop backups beyond the configured generations, close the intent
 
 A refresh starts only when the time left covers its worst case, checked again before the tag is
 removed. A failure before 3 leaves the tag alone. A failure after 3 puts the old manifest back under
@@ -27,6 +31,7 @@ record in the ledger, which also names its source tag.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -109,6 +114,22 @@ class ImageContents:
     platforms: tuple[str, ...]  # os/arch[/variant] of each child of an index; () for one image
     blobs: tuple[str, ...]  # every config and layer digest, all platforms
     manifests: int  # manifests read (index + children)
+    warming: tuple[str, ...] = ()  # blobs ECR does not serve itself yet (not AVAILABLE)
+    check_error: str = ""  # why availability could not be checked (then every unchecked blob is warming)
+
+    @property
+    def warm(self) -> int:
+        return len(self.blobs) - len(self.warming)
+
+    def warming_note(self) -> str:
+        """'' when every blob is ECR's own, else "N of M layers still warming …"."""
+        if not self.warming:
+            return ""
+        why = f"; {self.check_error}" if self.check_error else ""
+        return (
+            f"{len(self.warming)} of {len(self.blobs)} layers still warming: ECR does not serve them "
+            f"itself yet, a node without a route to upstream cannot pull them{why}"
+        )
 
 
 def platforms_of(manifest: Manifest) -> tuple[str, ...]:
@@ -139,7 +160,8 @@ class RefreshResult:
     reason: str = ""
     rolled_back: bool = False
     backup_tag: str | None = None
-    blobs_warmed: int = 0
+    blobs_warmed: int = 0  # blobs ECR serves itself (BatchCheckLayerAvailability: AVAILABLE)
+    blobs_warming: int = 0  # blobs asked for but not ECR's own yet: not warm, the next run checks again
     notes: tuple[str, ...] = ()
     untouched: str = ""  # not attempted, the tag as it was: why (no time left, …)
     held_by: str = ""  # another refresher holds the tag's lease: this one touched nothing
@@ -259,7 +281,7 @@ class Refresher:
         except StepFailedError as exc:
             return self._after_failure(intent, old, record, exc.step, exc.reason)
 
-        notes: tuple[str, ...] = ()
+        notes: tuple[str, ...] = (contents.warming_note(),) if contents.warming else ()
         try:
             self.ledger.mark_kept(record)
         except StateError as exc:
@@ -273,7 +295,8 @@ class Refresher:
             new_digest=expected_digest,
             platforms=contents.platforms,
             backup_tag=kept,
-            blobs_warmed=len(contents.blobs),
+            blobs_warmed=contents.warm,
+            blobs_warming=len(contents.warming),
             notes=notes,
         )
 
@@ -326,8 +349,11 @@ class Refresher:
         self, repository: str, tag: str, *, time_left: Callable[[], float] | None = None
     ) -> RefreshResult:
         """Make ``repository:tag`` cached and every blob of every platform warm: a pull by tag (which
-        imports an absent tag), waiting within the bound for a background import, then the blobs.
-        It removes nothing, so it needs no lease; it starts only with the time for its bound."""
+        imports an absent tag), waiting within the bound for a background import, then each blob asked
+        for and BatchCheckLayerAvailability polled within the same bound until ECR serves every one
+        itself. Blobs still warming by then: ``ok`` is False with ``blobs_warming`` set and step
+        ``warm`` (not a failure: nothing is wrong, the next run checks again). It removes nothing, so it
+        needs no lease; it starts only with the time for its bound."""
         if time_left is not None and time_left() < self.verify_timeout + CALL_ALLOWANCE:
             return RefreshResult(ok=False, untouched=self._no_time(time_left))
         deadline = self.monotonic() + self.verify_timeout
@@ -344,16 +370,19 @@ class Refresher:
                 reason = err.reason if isinstance(err, StepFailedError) else str(err)
                 return RefreshResult(ok=False, failed_step=Step.IMPORT, reason=reason)
         try:
-            contents = self._warm(repository, manifest)
+            contents = self._await_warm(repository, self._warm(repository, manifest), deadline)
         except StepFailedError as exc:
             return RefreshResult(
                 ok=False, new_digest=manifest.digest, failed_step=exc.step, reason=exc.reason
             )
         return RefreshResult(
-            ok=True,
+            ok=not contents.warming,
             new_digest=manifest.digest,
             platforms=contents.platforms,
-            blobs_warmed=len(contents.blobs),
+            blobs_warmed=contents.warm,
+            blobs_warming=len(contents.warming),
+            failed_step=Step.WARM if contents.warming else None,
+            reason=contents.warming_note(),
         )
 
     def _wait_for_any(self, repo: str, tag: str, deadline: float, first_error: str) -> str:
@@ -424,7 +453,7 @@ class Refresher:
             )
         contents = self._warm(repo, imported)
         self._wait_for_tag(repo, tag, expected, deadline, "", lagging=old)
-        return contents
+        return self._await_warm(repo, contents, deadline)
 
     def _wait_for_tag(
         self, repo: str, tag: str, expected: str, deadline: float, first_error: str, *, lagging: str = ""
@@ -452,6 +481,8 @@ class Refresher:
             self.sleep(self.poll_interval)
 
     def _warm(self, repo: str, manifest: Manifest) -> ImageContents:
+        """Every blob of every platform (an index's children read by digest), each asked for with
+        GetDownloadUrlForLayer so ECR starts caching it; a failed ask fails the step."""
         manifests = [manifest]
         if mt.is_index(manifest.media_type):
             for entry in json.loads(manifest.body).get("manifests", []):
@@ -473,7 +504,26 @@ class Refresher:
                 self.ecr.warm_layer(repo, digest)
             except EcrError as exc:
                 raise StepFailedError(Step.WARM, str(exc)) from exc
-        return ImageContents(platforms_of(manifest), tuple(blobs), len(manifests))
+        return ImageContents(platforms_of(manifest), tuple(blobs), len(manifests), warming=tuple(blobs))
+
+    def _await_warm(self, repo: str, contents: ImageContents, deadline: float) -> ImageContents:
+        """Poll BatchCheckLayerAvailability for the blobs not yet ECR's own, a poll interval apart, until
+        every one is AVAILABLE or ``deadline``. A URL GetDownloadUrlForLayer gave proves nothing: for a
+        blob not cached it points at upstream. A failed check ends the polling (warmth is not safety):
+        the blobs not seen AVAILABLE stay warming."""
+        pending = list(contents.warming)
+        check_error = ""
+        while pending:
+            try:
+                available = self.ecr.layers_available(repo, pending)
+            except EcrError as exc:
+                check_error = f"availability not checked ({exc})"
+                break
+            pending = [d for d in pending if not available.get(d)]
+            if not pending or self.monotonic() + self.poll_interval > deadline:
+                break
+            self.sleep(self.poll_interval)
+        return dataclasses.replace(contents, warming=tuple(pending), check_error=check_error)
 
     # -- failure and cleanup -------------------------------------------------------------------------
 
@@ -483,24 +533,24 @@ class Refresher:
         """Put the old manifest back under the tag and check it is there; the backup goes and the
         intent closes only once the tag is verified to show the old digest again."""
         repo, tag = intent.repository, intent.tag
-        restored = self._tag_is(repo, tag, old.digest)  # the tag may never have gone (delete failed)
-        rolled_back = False
+        # Always written, never judged by a read: right after BatchDeleteImage, DescribeImages may still
+        # show the old digest on a tag that is gone. PutImage answers ImageAlreadyExists only when the
+        # tag really still holds the old image (the delete failed).
+        restored, restore_error, wrote = self._put_back(repo, tag, old)
+        rolled_back = restored and wrote
         if not restored:
-            restored, restore_error = self.restore(repo, tag, old)
-            rolled_back = restored
-            if not restored:
-                return RefreshResult(
-                    ok=False,
-                    failed_step=step,
-                    reason=(
-                        f"{reason}; ROLLBACK FAILED ({restore_error or 'tag does not show the old digest'}); "
-                        f"the old image {short_digest(old.digest)} is kept under {repo}:{record.backup_tag} "
-                        "and the next run repairs the tag"
-                    ),
-                    backup_tag=record.backup_tag,
-                    repair_pending=True,
-                    notes=self._abandon(intent),
-                )
+            return RefreshResult(
+                ok=False,
+                failed_step=step,
+                reason=(
+                    f"{reason}; ROLLBACK FAILED ({restore_error or 'tag does not show the old digest'}); "
+                    f"the old image {short_digest(old.digest)} is kept under {repo}:{record.backup_tag} "
+                    "and the next run repairs the tag"
+                ),
+                backup_tag=record.backup_tag,
+                repair_pending=True,
+                notes=self._abandon(intent),
+            )
         notes = self.drop_backups(repo, [record])
         notes += self._release(intent)
         return RefreshResult(
@@ -515,7 +565,13 @@ class Refresher:
     def restore(self, repo: str, tag: str, old: Manifest) -> tuple[bool, str]:
         """PutImage ``old`` under ``tag`` until DescribeImages shows it (a throttled PutImage must not
         leave the tag absent): (restored, the last error)."""
+        restored, restore_error, _wrote = self._put_back(repo, tag, old)
+        return restored, restore_error
+
+    def _put_back(self, repo: str, tag: str, old: Manifest) -> tuple[bool, str, bool]:
+        """``restore``, and whether a PutImage wrote the tag (False: it already held ``old``)."""
         restore_error = ""
+        wrote = False
         for attempt in range(RESTORE_ATTEMPTS):
             if attempt:  # flat: the time a run keeps in hand after the verify bound is short
                 self.sleep(self.poll_interval)
@@ -523,11 +579,13 @@ class Refresher:
                 self.ecr.put_manifest(repo, tag, old)
             except EcrError as exc:
                 restore_error = str(exc)
+                already = exc.code == "ImageAlreadyExistsException"
             else:
-                restore_error = ""
-            if self._tag_is(repo, tag, old.digest):  # ImageAlreadyExists also lands here
-                return True, ""
-        return False, restore_error
+                restore_error, already, wrote = "", False, True
+            # after a written PutImage or ImageAlreadyExists the read is about a tag that exists
+            if (wrote or already) and self._tag_is(repo, tag, old.digest):
+                return True, "", wrote
+        return False, restore_error, wrote
 
     def _abandon(self, intent: Lease) -> tuple[str, ...]:
         """Leave the intent open but expired, so the next run's repair need not wait for the lease."""

@@ -117,6 +117,7 @@ INCONCLUSIVE_OUTCOMES: Final = frozenset(
         Outcome.NOT_A_CACHE,
         Outcome.NOT_COMPARABLE,
         Outcome.REPAIRED,
+        Outcome.WARMING,
     }
 )
 # The cached digest differs from upstream's after this check.
