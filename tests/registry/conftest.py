@@ -14,6 +14,7 @@ from ptc_sync.registry import RegistryClient, RetryPolicy
 from testbed.fault_server import FaultServer
 from testbed.images import ImagePusher
 from testbed.registry import RegistryServer
+from testbed.runtime import FakeClock
 from testbed.token_server import TokenServer
 
 HUB = "registry-1.docker.io"
@@ -22,27 +23,7 @@ TOKEN_USER = ("token-user", "token-s3cret")
 PRIVATE_PREFIX = "private/"
 
 
-class FakeClock:
-    """Monotonic and wall time that only move when told to (or when the client sleeps)."""
-
-    def __init__(self) -> None:
-        self.mono = 1000.0
-        self.wall = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def now(self) -> dt.datetime:
-        return self.wall
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += dt.timedelta(seconds=seconds)
+WALL = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 FAST_RETRY = RetryPolicy(
@@ -58,7 +39,7 @@ def hub_ref(repository: str, **kw: Any) -> UpstreamRef:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(WALL)
 
 
 ClientFactory = Callable[..., RegistryClient]
