@@ -8,6 +8,16 @@ Figures, not assertions: ``make bench-scale`` (a script, never a timed test).
 
     python -m bench.scale [--tags 10000] [--repos 2000]
 
+Two scheduled runs: the first sees every tag for the first time (its state is created); the second,
+15 emulated minutes later with nothing changed upstream, is the steady state. For each run the
+bench counts, per tag check and outside the code under test: upstream requests (a counting proxy
+in front of the registry, ``testbed.latency_proxy`` with no delay; the emulator's own imports go
+round it), AWS calls by service (botocore ``after-call`` hooks on the app's session and on the
+testbed's, which plays Lambda's SQS poller), ECR read and write calls, DynamoDB read and write units
+(from item sizes: ``bench.awscount``) and SQS requests; and prints the steady state next to the
+floor (one upstream HEAD and no writes per unchanged tag), with what DynamoDB and SQS would cost a
+month for README's fleet (2,000 tags every 15 minutes) at the prices in PRICES.
+
 Seeding, fast: one small image per repository pushed upstream (its blobs mounted from the first
 repository, every tag a put of the same manifest bytes). In ECR the first tag of each repository is
 cached through the pull-through cache emulator (a real import from the registry); the other tags
@@ -44,6 +54,7 @@ import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,22 +73,31 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 
+import boto3
 import moto.dynamodb.models as moto_dynamodb
 import moto.sqs.models as moto_sqs
 import urllib3
 from moto.dynamodb.models.table import Table
 
+from bench.awscount import AwsCounter
 from ptc_sync import wiring
 from ptc_sync.models import Outcome
+from ptc_sync.wiring import App, build_app
 from testbed.images import ImagePusher, PushedImage
 from testbed.lambdas import Stack
+from testbed.latency_proxy import LatencyProxy
 from testbed.registry import RegistryServer
 from testbed.runtime import Delivery
-from testbed.sandbox import Sandbox
+from testbed.sandbox import REGION, Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
 SAMPLES = 40  # checker invocations traced for memory, besides the last ones
+# Public on-demand prices, us-east-1, USD (aws.amazon.com/dynamodb/pricing/on-demand since
+# 2024-11-01; aws.amazon.com/sqs/pricing, standard queue after the free tier)
+PRICES = {"dynamodb_wru": 0.625e-6, "dynamodb_rru": 0.125e-6, "sqs_request": 0.40e-6}
+FLEET_TAGS = 2_000  # README's fleet
+CHECKS_A_MONTH = FLEET_TAGS * 4 * 24 * 30  # every 15 minutes
 
 
 class _NoTableBackup:
@@ -246,6 +266,130 @@ def drain(stack: Stack, messages: int, sink: io.StringIO) -> Drained:
             return Drained(delivery, time.perf_counter() - started, peak, traced)
 
 
+def counting_app(box: Sandbox, counter: AwsCounter, upstream: str) -> App:
+    """``box.build_app()`` with the app's AWS calls counted and its upstream requests sent through
+    the counting proxy (the emulator keeps talking to the registry directly)."""
+    session = boto3.Session(region_name=REGION)
+    counter.attach(session, "app")
+    return build_app(
+        box.settings(),
+        session=session,
+        upstream_override=dict.fromkeys(box.upstreams, upstream),
+        sleep=lambda seconds: box.clock.advance(timedelta(seconds=seconds)),
+        monotonic=lambda: box.clock.now().timestamp(),
+        now=box.clock.now,
+    )
+
+
+@dataclass
+class RunFigures:
+    name: str
+    tags: int
+    planner_s: float
+    planner_peak_mb: float
+    messages: int
+    drained: Drained
+    fresh: int
+    upstream: dict[str, Any]
+    calls: dict[str, dict[str, int]]  # service → operation → calls (app and poller)
+    rru: float
+    wru: float
+    ecr_reads: int
+    ecr_writes: int
+    sqs: int
+
+    def per_tag(self, n: float) -> float:
+        return n / max(1, self.tags)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "upstream": self.per_tag(self.upstream.get("requests", 0)),
+            "ecr_reads": self.per_tag(self.ecr_reads),
+            "ecr_writes": self.per_tag(self.ecr_writes),
+            "ddb_rru": self.per_tag(self.rru),
+            "ddb_wru": self.per_tag(self.wru),
+            "sqs": self.per_tag(self.sqs),
+            "checker_ms": self.per_tag(self.drained.seconds * 1000),
+        }
+
+    def monthly_usd(self) -> float:
+        per = self.summary()
+        return CHECKS_A_MONTH * (
+            per["ddb_wru"] * PRICES["dynamodb_wru"]
+            + per["ddb_rru"] * PRICES["dynamodb_rru"]
+            + per["sqs"] * PRICES["sqs_request"]
+        )
+
+
+def one_run(
+    name: str,
+    *,
+    stack: Stack,
+    app: App,
+    counter: AwsCounter,
+    proxy: LatencyProxy,
+    sink: io.StringIO,
+    total: int,
+) -> RunFigures:
+    counter.reset()
+    proxy.reset()
+    event = json.loads((ROOT / "events" / "scheduled.json").read_text())
+    tracemalloc.start()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sink):
+        planned = stack.schedule(event)
+    planner_s = time.perf_counter() - started
+    planner_peak = tracemalloc.get_traced_memory()[1] / MB
+    tracemalloc.stop()
+    if planned.get("status") != "planned" or planned["tags"] != total:
+        raise SystemExit(f"planner: {planned}")
+    print(f"{name} run planner: {planner_s:.1f} s, {planned['messages']} messages, {planned['tags']} tags")
+    drained = drain(stack, planned["messages"], sink)
+    upstream = proxy.stats()
+    calls = {svc: counter.by_operation(svc) for svc in sorted({svc for _, svc, _ in counter.calls})}
+    figures = RunFigures(
+        name=name,
+        tags=total,
+        planner_s=planner_s,
+        planner_peak_mb=planner_peak,
+        messages=planned["messages"],
+        drained=drained,
+        fresh=0,
+        upstream=upstream,
+        calls=calls,
+        rru=counter.rru["app"],
+        wru=counter.wru["app"],
+        ecr_reads=counter.count("ecr", label="app", read=True),
+        ecr_writes=counter.count("ecr", label="app", read=False),
+        sqs=counter.count("sqs"),
+    )
+    state, _queue = app.fanout()
+    progress = state.run_progress(planned["run_id"])
+    if progress is None or not progress.summarised or progress.done != total:
+        raise SystemExit(f"the {name} run did not complete: {progress}")
+    figures.fresh = progress.count(Outcome.FRESH)
+    return figures
+
+
+def print_run(run: RunFigures) -> None:
+    delivery = run.drained.delivery
+    print(
+        f"{run.name} run checker: {delivery.invocations} batches, {delivery.records} records, "
+        f"{delivery.failures} failures, {run.drained.seconds:.1f} s; fresh {run.fresh} of {run.tags}"
+    )
+    kinds = json.dumps(run.upstream.get("by_kind", {}))
+    print(f"  upstream: {run.upstream.get('requests', 0)} requests {kinds}")
+    for svc, ops in run.calls.items():
+        print(f"  {svc}: " + ", ".join(f"{op}={n}" for op, n in ops.items()))
+    print(f"  dynamodb units (app): read {run.rru:.1f}, write {run.wru:.0f}")
+    per = run.summary()
+    print(
+        "  per tag check: "
+        + ", ".join(f"{k}={v:.3f}" for k, v in per.items())
+        + f"; DynamoDB+SQS for {FLEET_TAGS} tags every 15 min: ${run.monthly_usd():.2f}/month"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -259,10 +403,12 @@ def main() -> None:
     light_send_message()
     baseline = baseline_rss_mb()
     sink = io.StringIO()  # the EMF lines the handlers print
+    counter = AwsCounter()
 
     with (
         tempfile.TemporaryDirectory(prefix="ptc-scale-") as tmp,
         RegistryServer(Path(tmp)) as registry,
+        LatencyProxy(registry.host, latency=0) as proxy,
         Sandbox(registry) as box,
     ):
         seeded = seed(box, registry, args.repos, args.tags // args.repos)
@@ -275,54 +421,46 @@ def main() -> None:
             f"{seeded.puts_s:.1f} s",
             flush=True,
         )
+        counter.attach(boto3._get_default_session(), "testbed")  # Lambda's SQS poller
         stack = Stack(box)
-        app = box.build_app()
+        app = counting_app(box, counter, proxy.url)
         wiring.set_app(app)
-        event = json.loads((ROOT / "events" / "scheduled.json").read_text())
-
-        tracemalloc.start()
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(sink):
-            planned = stack.schedule(event)
-        planner_s = time.perf_counter() - started
-        planner_peak = tracemalloc.get_traced_memory()[1] / MB
-        tracemalloc.stop()
-        if planned.get("status") != "planned" or planned["tags"] != seeded.total:
-            raise SystemExit(f"planner: {planned}")
-        print(
-            f"planner: {planner_s:.1f} s for {planned['messages']} messages ({planned['tags']} tags)",
-            flush=True,
-        )
-
-        drained = drain(stack, planned["messages"], sink)
-        state, _queue = app.fanout()
-        progress = state.run_progress(planned["run_id"])
-        counts = app.registry.counts()
+        run = {"stack": stack, "app": app, "counter": counter, "proxy": proxy, "sink": sink}
+        first = one_run("first", **run, total=seeded.total)
+        box.clock.advance(timedelta(minutes=15))
+        steady = one_run("steady", **run, total=seeded.total)
         dlq = box.client("sqs").get_queue_attributes(
             QueueUrl=box.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]["ApproximateNumberOfMessages"]
 
     if cancelled:
         raise SystemExit(f"{len(cancelled)} transactions cancelled ({cancelled[:3]}): figures not valid")
-    if progress is None or not progress.summarised or progress.done != seeded.total:
-        raise SystemExit(f"the run did not complete: {progress}")
-    delivery = drained.delivery
+    print_run(first)
+    print_run(steady)
+    per = steady.summary()
     print(
-        f"checker: {delivery.invocations} batches, {delivery.records} records, {delivery.failures} failures, "
-        f"{drained.seconds:.1f} s ({drained.seconds / max(1, delivery.invocations) * 1000:.0f} ms a batch); "
-        f"fresh {progress.count(Outcome.FRESH)} of {progress.done}; dead-lettered {dlq}"
+        f"steady state vs floor, per unchanged tag: upstream {per['upstream']:.3f} (floor 1 HEAD), "
+        f"ECR writes {per['ecr_writes']:.3f} (0), DynamoDB write units {per['ddb_wru']:.3f} (0), "
+        f"read units {per['ddb_rru']:.3f}, ECR reads {per['ecr_reads']:.3f}, SQS {per['sqs']:.3f}; "
+        f"dead-lettered {dlq}"
     )
-    print("upstream requests: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     print(
         f"memory: baseline_rss_mb={baseline:.0f} (a fresh interpreter with both handlers imported); the "
         f"peaks are tracemalloc's, moto's in-process allocations included; checker: the largest of "
-        f"{drained.traced} traced invocations of {delivery.invocations}, the run's last ones among them"
+        f"{steady.drained.traced} traced invocations of {steady.drained.delivery.invocations}"
     )
-    print(
-        f"scale: tags={seeded.total} repos={len(seeded.names)} planner_s={planner_s:.1f} "
-        f"planner_peak_mb={planner_peak:.1f} checker_peak_mb={drained.peak_mb:.1f} "
-        f"messages={planned['messages']} upstream_requests={counts.get('requests', 0)}"
-    )
+    fields = {
+        "tags": seeded.total,
+        "repos": len(seeded.names),
+        "planner_s": round(first.planner_s, 1),
+        "planner_peak_mb": round(first.planner_peak_mb, 1),
+        "checker_peak_mb": round(max(first.drained.peak_mb, steady.drained.peak_mb), 1),
+        "messages": first.messages,
+        **{f"first_{k}": round(v, 3) for k, v in first.summary().items()},
+        **{f"steady_{k}": round(v, 3) for k, v in per.items()},
+        "steady_usd_month": round(steady.monthly_usd(), 2),
+    }
+    print("scale: " + " ".join(f"{k}={v}" for k, v in fields.items()))
 
 
 if __name__ == "__main__":
