@@ -127,11 +127,11 @@ def test_a_failure_is_alerted_once_while_it_persists_then_on_recovery(
 
     failed, _ = schedule(stack)
     (alert,) = reports(box)
-    box.clock.advance(timedelta(minutes=61))  # past the backoff of one failed refresh (one interval)
+    box.clock.advance(timedelta(minutes=91))  # past one failed refresh's backoff (1.5 intervals)
     persists, _ = schedule(stack)
     quiet = reports(box)
     ecr.faults.clear()
-    box.clock.advance(timedelta(minutes=121))  # two failures: two intervals
+    box.clock.advance(timedelta(minutes=151))  # two failures: 2.5 intervals
     recovered, _ = schedule(stack)
     (recovery,) = reports(box)
 

@@ -86,8 +86,15 @@ def writes_on(app: App, repository: str, tag: str | None = None) -> list[tuple[s
 
 def forget_events(world: World) -> None:
     """Drop the ECR events the rules matched so far (the pulls that seeded the cache)."""
-    for tap in world.stack.taps:
-        tap.sqs.purge_queue(QueueUrl=tap.queue_url)
+    for tap in world.stack.taps:  # received and deleted: PurgeQueue is allowed once a minute
+        while True:
+            batch = tap.sqs.receive_message(QueueUrl=tap.queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not batch:
+                break
+            for message in batch:
+                tap.sqs.delete_message(QueueUrl=tap.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def scheduled(world: World, app: App) -> tuple[dict[str, Any], list[TagResult], list[str]]:

@@ -50,19 +50,26 @@ def by_digest(p: Mapping[str, Any]) -> bool:
 
 
 def verify_phase_faults(f: AwsFaults, s: Stale) -> None:
-    """DescribeImages cannot see the tag until the rollback's PutImage: verify times out."""
-    state = {"rolled_back": False}
+    """From the tag's removal until the rollback's PutImage, DescribeImages cannot see the tag: verify
+    times out. (Before the removal it sees the tag: the refresher reads it under the lease.)"""
+    state = {"removed": False, "rolled_back": False}
 
     def rollback_seen(p: Mapping[str, Any]) -> bool:
         if p.get("imageTag") == s.tag:
             state["rolled_back"] = True
         return False
 
+    def removal_seen(p: Mapping[str, Any]) -> bool:
+        if by_tag(s)(p):
+            state["removed"] = True
+        return False
+
     f.fail("PutImage", "Unused", when=rollback_seen, times=None)
+    f.fail("BatchDeleteImage", "Unused", when=removal_seen, times=None)
     f.fail(
         "DescribeImages",
         "ImageNotFoundException",
-        when=lambda p: by_tag(s)(p) and not state["rolled_back"],
+        when=lambda p: by_tag(s)(p) and state["removed"] and not state["rolled_back"],
         times=None,
     )
 

@@ -236,10 +236,11 @@ class Checker:
             return [
                 TagResult(item.repository, t, prefix, Outcome.NOT_A_CACHE, reason=reason) for t in item.tags
             ]
+        tags, echoes = self._echoes(item, list(item.tags), now)  # a failed import's event: no retry storm
         budget = StateBudget(self.state, self.registry, self.settings.rate_limit_reserve, now)
-        return [
+        return echoes + [
             self._warm_one(item, tag, prefix=prefix, host=host, budget=budget, time_left=time_left)
-            for tag in item.tags
+            for tag in tags
         ]
 
     def _may_import_into(self, repository: str, rule: PullThroughCacheRule) -> bool:
@@ -301,11 +302,13 @@ class Checker:
                 platforms=warmed.platforms,
                 reason=f"pre-warmed ({item.source})",
             )
+        # cached already: a pre-warm says nothing of upstream (the tag may be a rolled-back old image),
+        # so it neither ends a failure nor resets a backoff
         return TagResult(
             item.repository,
             tag,
             prefix,
-            Outcome.FRESH,
+            Outcome.SKIPPED,
             cached_digest=before,
             upstream_digest=warmed.new_digest,
             reason="already cached; layers warmed",

@@ -34,7 +34,16 @@ from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ptc_sync.state import EXPIRES_AT, PK, SK, ConditionFailedError, TableCaller, iso, parse_iso
+from ptc_sync.state import (
+    EXPIRES_AT,
+    PK,
+    SK,
+    ConditionFailedError,
+    StateError,
+    TableCaller,
+    iso,
+    parse_iso,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -45,6 +54,7 @@ REFRESH_PK: Final = "REFRESH"
 BACKUP_PK_PREFIX: Final = "BACKUP#"
 # Longer than any Lambda invocation (900 s) with margin: an expired lease's holder cannot be running.
 LEASE: Final = timedelta(minutes=20)
+BACKUP_EXISTS: Final = "BackupExists"
 INTENT_RETENTION: Final = timedelta(days=14)  # an intent nobody repaired is still kept this long
 
 
@@ -330,6 +340,7 @@ class DynamoJournal:
     # -- the ledger ------------------------------------------------------------------------------------
 
     def record_backup(self, record: BackupRecord) -> None:
+        """A new record only: a name already in the ledger is another generation's (StateError)."""
         item: Item = {
             **_backup_key(record.repository, record.backup_tag),
             "sourceTag": {"S": record.source_tag},
@@ -337,7 +348,12 @@ class DynamoJournal:
             "createdAt": {"S": iso(record.created_at)},
             "status": {"S": record.status.value},
         }
-        self._call("PutItem", partial(self.client.put_item, TableName=self.table_name, Item=item))
+        try:
+            self._put(item, "attribute_not_exists(#pk)", {"#pk": PK}, {})
+        except ConditionFailedError:
+            raise StateError(
+                "PutItem", self.table_name, BACKUP_EXISTS, f"{record.backup_tag} is another backup's name"
+            ) from None
 
     def mark_kept(self, record: BackupRecord) -> None:
         self._call(
@@ -434,6 +450,8 @@ class LocalJournal:
 
     def record_backup(self, record: BackupRecord) -> None:
         with self._lock:
+            if (record.repository, record.backup_tag) in self._backups:
+                raise StateError("record_backup", "local", BACKUP_EXISTS, f"{record.backup_tag} exists")
             self._backups[(record.repository, record.backup_tag)] = record
 
     def mark_kept(self, record: BackupRecord) -> None:

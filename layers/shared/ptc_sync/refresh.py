@@ -233,8 +233,28 @@ class Refresher:
             return RefreshResult(ok=False, held_by=str(held))
         except StateError as exc:
             return RefreshResult(ok=False, failed_step=Step.LEASE, reason=f"{exc}; tag left untouched")
+        moved = self._moved_since_listed(lease, cached)
+        if moved is not None:
+            return moved
         return self._refresh_leased(
             lease, cached, expected_digest, old=old, existing_backups=existing_backups, time_left=time_left
+        )
+
+    def _moved_since_listed(self, lease: Lease, cached: CachedTag) -> RefreshResult | None:
+        """Under the lease, what the tag shows now: a duplicate that compared before another refresher
+        finished must not refresh again (None: the tag still shows the digest that was compared)."""
+        try:
+            current = self.ecr.tag_digest(cached.repository, cached.tag)
+        except EcrError as exc:
+            return self._untouched(lease, None, failed_step=Step.READ_OLD, reason=str(exc))
+        if current == cached.digest:
+            return None
+        shows = f"shows {short_digest(current)}" if current else "is no longer in the cache"
+        return self._untouched(
+            lease,
+            None,
+            untouched=f"the tag {shows} since it was compared (another refresh?)",
+            new_digest=current,
         )
 
     def _no_time(self, time_left: Callable[[], float] | None) -> str:

@@ -233,16 +233,18 @@ def backoff_until(
 ) -> datetime | None:
     """Until when a refresh of the tag waits after failing (None: it may refresh now).
 
-    After the n-th failed refresh towards one upstream digest the next one waits ``base * 2**(n-1)``,
-    at most MAX_BACKOFF; a different upstream digest is a new chance at once. A scheduled run starts
-    a little before the failure time plus a whole interval, so one failure skips one run, two skip
-    two or three, and so on: a refresh that keeps failing costs a few imports a day, not one a run.
+    After the n-th failed refresh towards one upstream digest the next one waits ``base * 2**(n-1)``
+    (at most MAX_BACKOFF) plus half an interval: ``failed_at`` is when the failing check began, and
+    the next scheduled check begins about one interval later, so without the half the first backoff
+    would end exactly at the next run, held back or not by jitter. So one failure skips one run, two
+    skip two, three skip four: a refresh that keeps failing costs a few imports a day, not one a run.
+    A different upstream digest is a new chance at once.
     """
     if state is None or state.refresh_failures < 1 or state.failed_at is None:
         return None
     if upstream_digest is not None and upstream_digest != state.failed_upstream:
         return None
-    delay = min(base * 2 ** (state.refresh_failures - 1), MAX_BACKOFF)
+    delay = min(base * 2 ** (state.refresh_failures - 1), MAX_BACKOFF) + base / 2
     until = state.failed_at + delay
     return until if now < until else None
 

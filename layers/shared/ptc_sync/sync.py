@@ -510,6 +510,12 @@ class SyncEngine:
         if outcome.held_by:
             reason = f"another refresh of this tag is under way ({outcome.held_by}); nothing touched"
             return self._result(repo, cached, Outcome.IN_PROGRESS, upstream=upstream, reason=reason)
+        if outcome.untouched and outcome.new_digest is not None and outcome.new_digest == upstream:
+            # another refresher got there first: the tag matches upstream now
+            return dataclasses.replace(
+                self._result(repo, cached, Outcome.FRESH, upstream=upstream, reason=outcome.untouched),
+                cached_digest=outcome.new_digest,
+            )
         if outcome.untouched:
             return self._result(repo, cached, Outcome.STALE, upstream=upstream, reason=outcome.untouched)
         return self._result(
