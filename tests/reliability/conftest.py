@@ -13,6 +13,8 @@ class Tally:
     failures: dict[str, list[str]] = field(default_factory=dict)
     examples: int = 0
     corpus: int = 0
+    corpus_crashed: list[str] = field(default_factory=list)  # an exception escaped the handler
+    corpus_accepted: list[str] = field(default_factory=list)  # not refused cleanly (the judgement failed)
     kills: set[str] = field(default_factory=set)
     kill_failures: dict[str, list[str]] = field(default_factory=dict)
 
@@ -34,4 +36,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for cell, problems in sorted(MATRIX.kill_failures.items()):
             terminalreporter.write_line(f"  {cell}: {problems[0].splitlines()[0]}")
     terminalreporter.write_line(f"property examples run: {MATRIX.examples}")
-    terminalreporter.write_line(f"bad-input corpus entries: {MATRIX.corpus}")
+    if MATRIX.corpus:
+        terminalreporter.write_line(
+            f"{MATRIX.corpus} events, {len(MATRIX.corpus_crashed)} crashed, "
+            f"{len(MATRIX.corpus_accepted)} accepted wrongly"
+        )
+        for name in MATRIX.corpus_crashed:
+            terminalreporter.write_line(f"  crashed: {name}")
+        for name in MATRIX.corpus_accepted:
+            terminalreporter.write_line(f"  accepted wrongly: {name}")

@@ -2,17 +2,25 @@
 notifier, loaded as Lambda loads them, on the sandbox.
 
 An entry names its handler, the shape of its payload (a whole ``event``, an SQS ``sqs-body`` for the
-checker, an SNS ``sns-message`` for the notifier), what must happen (``rejected``: the handler answers
-``status: rejected``; ``dropped``: the checker reports no batch item failure, so SQS does not retry it;
-``skipped``: the notifier skips the message; ``error-reported``: the request is refused with the reason
-in its answer and nothing is queued), the text the log must carry, and text that must appear nowhere
-(the hostile value itself). ``grow`` builds the oversized and huge ones at load time (300 KB strings,
-thousands of items) so the files stay small.
+checker, an SQS ``sqs-records`` list for the checker, an SNS ``sns-message`` for the notifier, or a
+``bus`` PutEvents entry put on the default bus or the stack's request bus, which reaches the request
+function only through the rules read from template.yaml), what must happen (``rejected``: the handler
+answers ``status: rejected``; ``dropped``: the checker reports no batch item failure, so SQS does not
+retry it; ``skipped``: the notifier skips the message; ``error-reported``: the request is refused with
+the reason in its answer and nothing is queued; ``unmatched``: no rule delivers the event), the text the
+log must carry, and text that must appear nowhere (the hostile value itself). ``grow`` builds the
+oversized, huge and deeply nested ones at load time (300 KB strings, thousands of items, 100,000 levels)
+so the files stay small.
 
-For every entry: no exception escapes the handler, a WARNING or ERROR log line says what was wrong, the
-answer does not retry, the hostile value is not echoed (answers and logs stay small), and no connection
-is attempted to any address but loopback (a socket-level guard records every connect and every name
-resolution).
+In ``sqs-records``, an element ``{"@record": {...}}`` is a well-formed SQS record (a message id of its
+own) with those fields replaced, and ``"@drop"`` names fields to remove; any other element is sent as
+it is. In ``bus``, ``"@request"`` names the stack's request bus and ``"@source"`` its request source.
+
+For every entry: no exception escapes the handler (else it *crashed*), a WARNING or ERROR log line says
+what was wrong, the answer does not retry, nothing is written or asked of upstream, the hostile value is
+not echoed (answers and logs stay small), and no connection is attempted to any address but loopback (a
+socket-level guard records every connect and every name resolution); an entry failing any of these was
+*accepted wrongly*. The reliability summary prints ``N events, C crashed, A accepted wrongly``.
 """
 
 from __future__ import annotations
@@ -27,11 +35,12 @@ from typing import Any
 
 import pytest
 
+from ptc_sync import wiring
 from ptc_sync.chat import wiring as chat_wiring
 from ptc_sync.chat.settings import ChatSettings
 from testbed.registry import RegistryServer
 from testbed.runtime import FakeContext
-from tests.chat.sample import sns_event
+from tests.chat.sample import TOPIC_ARN, sns_event
 from tests.reliability import harness
 from tests.reliability.conftest import MATRIX
 from tests.reliability.harness import World
@@ -48,28 +57,43 @@ def load(name: str) -> dict[str, Any]:
     entry: dict[str, Any] = json.loads((CORPUS / f"{name}.json").read_text())
     grow = entry.get("grow")
     if grow:
-        if "text" in grow:
-            value: Any = grow["text"] * grow["times"]
-            if "wrap" in grow:
-                value = grow["wrap"].replace("@@", value)
-        else:
-            item = grow["item"]
-            value = [
-                item.format(i=i) if isinstance(item, str) else copy.deepcopy(item)
-                for i in range(grow["times"])
-            ]
-        path = grow["path"]
-        if not path:
-            entry["payload"] = value
-        else:
-            encoded = isinstance(entry["payload"], str)  # an SQS body: JSON text
-            root = json.loads(entry["payload"]) if encoded else entry["payload"]
-            target = root
-            for key in path[:-1]:
-                target = target[key]
-            target[path[-1]] = value
-            entry["payload"] = json.dumps(root) if encoded else root
+        place(entry, grow, grown(grow))
     return entry
+
+
+def grown(grow: dict[str, Any]) -> Any:
+    """The oversized, huge or deeply nested value ``grow`` describes."""
+    if "nest" in grow:  # "[[[...]]]" as text: no JSON file (nor json.loads) holds 100,000 levels
+        value: Any = grow["open"] * grow["nest"] + grow.get("inner", "") + grow["close"] * grow["nest"]
+        if "wrap" in grow:
+            value = grow["wrap"].replace("@@", value)
+        # shallow enough for Python: the event as Lambda's runtime parsed it
+        return json.loads(value) if grow.get("decode") else value
+    if "text" in grow:
+        value = grow["text"] * grow["times"]
+        return grow["wrap"].replace("@@", value) if "wrap" in grow else value
+    item = grow["item"]
+    return [item.format(i=i) if isinstance(item, str) else copy.deepcopy(item) for i in range(grow["times"])]
+
+
+def place(entry: dict[str, Any], grow: dict[str, Any], value: Any) -> None:
+    """Put ``value`` at the entry's ``path`` (as a key of the object there with ``as_key``)."""
+    path = grow["path"]
+    if not path and not grow.get("as_key"):
+        entry["payload"] = value
+        return
+    encoded = isinstance(entry["payload"], str)  # an SQS body: JSON text
+    root = json.loads(entry["payload"]) if encoded else entry["payload"]
+    target = root
+    if grow.get("as_key"):
+        for key in path:
+            target = target[key]
+        target[value] = True
+    else:
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    entry["payload"] = json.dumps(root) if encoded else root
 
 
 class NetworkGuard:
@@ -108,12 +132,14 @@ def world(registry: RegistryServer) -> Iterator[World]:
         app = harness.build(world)
         state, _queue = app.app.fanout()
         state.start_run("corpus-run", 10_000, box.clock.now())
-        # the notifier: a webhook secret with no channel (no message here is a report to post)
+        # the notifier: a webhook secret with no channel (no message here is a report to post), and
+        # the report topic of tests.chat.sample (the one sns_event publishes to)
         secrets = world.client("secretsmanager")
         arn = secrets.create_secret(Name="ptc-sync/chat-webhooks", SecretString="{}")["ARN"]
         chat_wiring.set_notifier(
             chat_wiring.build_notifier(
-                ChatSettings(chat_secret_arn=arn, chat_secret_max_age=0), session=harness.new_session()
+                ChatSettings(chat_secret_arn=arn, chat_secret_max_age=0, topic_arn=TOPIC_ARN),
+                session=harness.new_session(),
             )
         )
         try:
@@ -122,25 +148,57 @@ def world(registry: RegistryServer) -> Iterator[World]:
             chat_wiring.set_notifier(None)
 
 
+def sqs_record(body: Any, index: int = 0) -> dict[str, Any]:
+    """A well-formed SQS → Lambda record carrying ``body``."""
+    return {
+        "messageId": f"5e1f0c2a-0000-4000-8000-{index:012x}",
+        "receiptHandle": f"AQEB-corpus-{index}",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work",
+        "awsRegion": "us-east-1",
+    }
+
+
+def sqs_records(payload: list[Any]) -> list[Any]:
+    out = []
+    for index, element in enumerate(payload):
+        if isinstance(element, dict) and "@record" in element:
+            record = {**sqs_record("", index), **element["@record"]}
+            for key in element.get("@drop", ()):
+                del record[key]
+            out.append(record)
+        else:
+            out.append(element)
+    return out
+
+
+def put_on_bus(world: World, payload: dict[str, Any]) -> dict[str, Any]:
+    """PutEvents with the entry, then every rule of the stack delivers what it matched."""
+    stack = world.stack
+    entry = {k: v for k, v in payload.items()}
+    if entry.get("EventBusName") == "@request":
+        entry["EventBusName"] = stack.request_bus_name
+    if entry.get("Source") == "@source":
+        entry["Source"] = stack.request_source
+    if not isinstance(entry.get("Detail"), str):
+        entry["Detail"] = json.dumps(entry.get("Detail", {}))
+    response = world.client("events").put_events(Entries=[entry])
+    return {"failed": response["FailedEntryCount"], "delivered": stack.deliver_events()}
+
+
 def invoke(world: World, entry: dict[str, Any]) -> Any:
     handler, kind, payload = entry["handler"], entry["kind"], entry["payload"]
     stack = world.stack
+    if kind == "bus":
+        return put_on_bus(world, payload)
     if kind == "sqs-body":
-        event: Any = {
-            "Records": [
-                {
-                    "messageId": "5e1f0c2a-0000-4000-8000-00000000c0de",
-                    "receiptHandle": "AQEB-corpus",
-                    "body": payload,
-                    "attributes": {"ApproximateReceiveCount": "1"},
-                    "messageAttributes": {},
-                    "md5OfBody": "0" * 32,
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work",
-                    "awsRegion": "us-east-1",
-                }
-            ]
-        }
+        event: Any = {"Records": [sqs_record(payload, 0xC0DE)]}
+    elif kind == "sqs-records":
+        event = {"Records": sqs_records(payload)}
     elif kind == "sns-message":
         event = sns_event(payload)
     else:
@@ -163,18 +221,39 @@ def test_bad_input_is_refused_cleanly(
     assert entry["handler"] in HANDLERS
     guard = NetworkGuard()
     app = harness.build(world)
-    harness.wiring.set_app(app.app)
+    wiring.set_app(app.app)
     caplog.set_level(logging.INFO)
     guard.install(monkeypatch)
     try:
         answer = invoke(world, entry)
+    except Exception:
+        MATRIX.corpus_crashed.append(name)
+        raise
     finally:
         monkeypatch.undo()
-    sent = app.faults.calls
+    try:
+        judge(
+            world, name, entry, answer=answer, sent=app.faults.calls, log_records=caplog.records, guard=guard
+        )
+    except AssertionError:
+        MATRIX.corpus_accepted.append(name)
+        raise
 
+
+def judge(
+    world: World,
+    name: str,
+    entry: dict[str, Any],
+    *,
+    answer: Any,
+    sent: list[Any],
+    log_records: list[logging.LogRecord],
+    guard: NetworkGuard,
+) -> None:
+    """Whether the handler refused the entry cleanly (AssertionError with what it did instead)."""
     answer_text = json.dumps(answer, default=str)
-    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    logs = "\n".join(harness.log_texts(caplog.records))
+    records = [r for r in log_records if r.levelno >= logging.WARNING]
+    logs = "\n".join(harness.log_texts(log_records))
     expect = entry["expect"]
     if expect == "rejected":
         assert answer.get("status") == "rejected", answer_text[:500]
@@ -182,29 +261,57 @@ def test_bad_input_is_refused_cleanly(
         assert answer == {"batchItemFailures": []}, "a bad work item is dropped, never retried"
     elif expect == "skipped":
         assert [m["status"] for m in answer["messages"]] == ["skipped"]
+    elif expect == "unmatched":
+        assert answer["delivered"] == [], f"a rule delivered it: {answer_text[:500]}"
     else:  # error-reported: nothing queued, the reason in the answer
         assert answer.get("messages", 0) == 0, answer_text[:500]
         assert answer.get("tags", 0) == 0, answer_text[:500]
         assert answer.get("errors"), answer_text[:500]
     for text in entry["names"]:
         assert text in logs or text in answer_text, f"{text!r} not in the logs:\n{logs[:2000]}"
-    assert records or entry["kind"] == "sqs-body", "a WARNING or ERROR line says what was wrong"
+    assert records or entry["kind"] in {"sqs-body", "bus"}, "a WARNING or ERROR line says what was wrong"
     for text in entry["forbidden"]:
         assert text not in answer_text, "the hostile value is echoed in the answer"
         assert text not in logs, "the hostile value is echoed in the logs"
     assert len(answer_text) < MAX_ANSWER_CHARS
-    assert all(len(line) < MAX_LOG_CHARS for line in harness.log_texts(caplog.records))
+    assert all(len(line) < MAX_LOG_CHARS for line in harness.log_texts(log_records))
     assert guard.refused == [], f"reached for a host that is not loopback: {guard.refused}"
     writes = [op for service, op, _ in sent if op in {"PutImage", "BatchDeleteImage", "SendMessageBatch"}]
     assert writes == [], f"bad input caused writes: {writes}"
     if entry["handler"] != "notifier":
         assert world.upstream.count(name) == 0
+    for marker in entry.get("untouched", ()):  # a tag or repository the entry must not reach upstream for
+        assert world.upstream.count(marker) == 0, f"upstream was asked for {marker!r}"
 
 
 def test_corpus_covers_every_handler_and_kind_of_trouble() -> None:
     entries = [load(name) for name in ENTRIES]
+    assert len(entries) >= 100
     assert {e["handler"] for e in entries} == set(HANDLERS)
     for handler in HANDLERS:
-        assert sum(1 for e in entries if e["handler"] == handler) >= 5
+        assert sum(1 for e in entries if e["handler"] == handler) >= 10
+    assert sum(1 for e in entries if e["kind"] == "bus") >= 5, "the request bus and the default bus"
+    assert sum(1 for e in entries if e["kind"] == "sqs-records") >= 5, "malformed SQS records"
     sizes = [len(json.dumps(e["payload"])) for e in entries]
     assert max(sizes) >= 300_000, "oversized entries exist"
+
+
+def test_the_request_rule_delivers_a_request_of_this_stack(world: World) -> None:
+    """The control of the ``bus`` entries: the same put, with the stack's source on its request bus,
+    reaches the request function (so an ``unmatched`` entry was refused by the rule, not lost)."""
+    app = harness.build(world)
+    wiring.set_app(app.app)
+    world.stack.deliver_events()  # anything an earlier test left on a rule's queue
+    answer = put_on_bus(
+        world,
+        {
+            "EventBusName": "@request",
+            "Source": "@source",
+            "DetailType": "Sync Request",
+            "Detail": {"repositories": ["ecr-public/no/such/repository"], "dry_run": True},
+        },
+    )
+    assert answer["failed"] == 0
+    [delivered] = answer["delivered"]
+    assert delivered["messages"] == 0, delivered
+    assert any("not a cached repository" in e for e in delivered["errors"]), delivered

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -22,14 +24,25 @@ from ptc_sync.notify import NotifyError
 from ptc_sync.ondemand import EcrPullThroughCacheEvent, RequestPlanner, parse_request_event
 from ptc_sync.planner import Plan, Planner
 from ptc_sync.queue import QueueError
+from ptc_sync.refresh import is_backup_tag
 from ptc_sync.state import StateError
 from ptc_sync.wiring import App, get_app
-from ptc_sync.work import WorkItem
+from ptc_sync.work import WorkItem, WorkKind
 
 logger = Logger(child=True)
 
 
 MAX_PROBLEMS = 10  # a reason names this many problems at most (a huge array has one per element)
+MAX_MESSAGE = 200  # characters of one problem's message
+_NAMEABLE_KEY: Final = re.compile(r"[\x21-\x7e]{1,64}")  # visible ASCII, short: a key the input made up
+
+
+def _loc_part(part: str | int) -> str:
+    """One step of a problem's location: an index, a field name, or an unknown key the input chose,
+    which is quoted only when it is short visible ASCII (never 300,000 characters, a NUL or a bidi
+    override in a log line)."""
+    text = str(part)
+    return text if _NAMEABLE_KEY.fullmatch(text) else f"<a {len(text)}-character key>"
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -37,11 +50,89 @@ def describe_validation_error(exc: ValidationError) -> str:
     errors = exc.errors()
     parts = []
     for err in errors[:MAX_PROBLEMS]:
-        loc = ".".join(str(p) for p in err["loc"]) or "event"
-        parts.append(f"{loc}: {err['msg']}")
+        loc = ".".join(_loc_part(p) for p in err["loc"]) or "event"
+        parts.append(f"{loc}: {err['msg'][:MAX_MESSAGE]}")
     if len(errors) > MAX_PROBLEMS:
         parts.append(f"and {len(errors) - MAX_PROBLEMS} more problems")
     return "; ".join(parts)
+
+
+class RejectedInput(ValueError):
+    """Input that no retry can make valid: ``reason`` says why (it never quotes the input)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# -- work items, parsed strictly ---------------------------------------------------------------------
+
+# the kinds the checker acts on: Checker.process checks whatever is not WARM, so a kind added to
+# WorkKind without a branch of its own would become a refreshing check; it is refused here instead
+CHECKER_KINDS: Final = frozenset({WorkKind.CHECK, WorkKind.WARM})
+MAX_MESSAGE_ID: Final = 128  # SQS message ids are UUIDs; the id is what a batch item failure names
+_KEY_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: an object naming a key twice is refused (JSON parsers disagree on
+    which value wins; ``"dry_run": true, "dry_run": false`` must not mean a real refresh)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def parse_work_item(body: object) -> WorkItem:
+    """One SQS body as a WorkItem, strictly: JSON text, no key named twice at any depth, every field
+    valid (``WorkItem``), a kind the checker handles. RejectedInput with the reason otherwise."""
+    if not isinstance(body, str):
+        raise RejectedInput(f"body: not a string ({type(body).__name__})")
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        key = repr(exc.key) if _KEY_NAME.fullmatch(exc.key) else "a key"
+        raise RejectedInput(f"body: {key} appears twice in one object (each field is named once)") from None
+    except json.JSONDecodeError as exc:
+        raise RejectedInput(f"event: Invalid JSON ({exc.msg} at position {exc.pos})") from None
+    except RecursionError:
+        raise RejectedInput("event: Invalid JSON (nested too deeply)") from None
+    except ValueError:  # e.g. an integer literal longer than Python converts
+        raise RejectedInput("event: Invalid JSON (a value Python does not read)") from None
+    try:
+        # strict: ``"dry_run": "no"`` or ``"v": "1"`` is a wrong type, not a word pydantic may read
+        item = WorkItem.model_validate_json(body, strict=True)
+    except ValidationError as exc:
+        raise RejectedInput(describe_validation_error(exc)) from None
+    if item.kind not in CHECKER_KINDS:
+        raise RejectedInput(f"kind: {item.kind.value!r} is not a kind of work the checker does")
+    if item.discovery is not None:
+        raise RejectedInput(
+            "discovery: work items carry no discovery (the planner discovers, then queues tags)"
+        )
+    return item
+
+
+def sqs_record_problem(record: object) -> str | None:
+    """Why a ``Records`` entry is not an SQS record the checker can process or retry (None: it is)."""
+    if not isinstance(record, Mapping):
+        return f"not an object ({type(record).__name__})"
+    message_id = record.get("messageId")
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_MESSAGE_ID:
+        return "messageId: missing, not a string or longer than an SQS message id"
+    if "body" not in record:
+        return "body: missing"
+    if not isinstance(record["body"], str):
+        return f"body: not a string ({type(record['body']).__name__})"
+    return None
 
 
 def reject_non_object(raw_event: object) -> dict[str, Any]:
@@ -133,6 +224,12 @@ def handle_request_event(raw_event: object, context: LambdaContext | None = None
         reason = describe_validation_error(exc)
         logger.error("event rejected", extra={"reason": reason, "source": str(raw_event.get("source"))[:64]})
         return {"status": "rejected", "reason": reason}
+    if isinstance(event, EcrPullThroughCacheEvent) and is_backup_tag(event.detail.image_tag):
+        # ptc-sync's own backups are written with PutImage, never pulled through the cache: an event
+        # naming one is not news of an upstream tag, and pre-warming the name would ask upstream for it
+        reason = "detail.image-tag: a ptc-sync backup tag, never checked or pre-warmed"
+        logger.error("event rejected", extra={"reason": reason, "repository": event.detail.repository_name})
+        return {"status": "rejected", "reason": reason}
     app = get_app()
     planner = app.planner()
     requests = RequestPlanner(planner)
@@ -160,13 +257,19 @@ def handle_request_event(raw_event: object, context: LambdaContext | None = None
 def process_work_batch(raw_event: object, context: LambdaContext) -> dict[str, Any]:
     """The checker function: each SQS record is one work item. A record that cannot be processed
     now (throttling, a state-table error) is reported as a batch item failure and retried, then
-    dead-lettered; a malformed record is logged with the reason and dropped (retrying cannot fix it)."""
+    dead-lettered; a malformed record is logged with the reason and dropped (retrying cannot fix it),
+    and the batch's other records are processed. A work item is parsed strictly (``parse_work_item``)
+    and its run must exist before anything is touched."""
     if not isinstance(raw_event, Mapping) or not isinstance(raw_event.get("Records"), list):
         reason = "event: not an SQS event (no Records list)"
         logger.error("event rejected", extra={"reason": reason})
         return {"status": "rejected", "reason": reason, "batchItemFailures": []}
+    records = _well_formed_records(raw_event["Records"])
+    if not records:
+        return {"batchItemFailures": []}
     app = get_app()
     checker = app.checker()
+    state, _queue = app.fanout()
     config = IdempotencyConfig(event_key_jmespath="body", expires_after_seconds=6 * 3600)
     config.register_lambda_context(context)
     time_left = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
@@ -180,14 +283,22 @@ def process_work_batch(raw_event: object, context: LambdaContext) -> dict[str, A
         data_keyword_argument="record", persistence_store=app.idempotency(), config=config
     )(handle)
 
+    def reject(record: SQSRecord, reason: str) -> dict[str, Any]:
+        logger.error("work item rejected", extra={"message_id": record.message_id, "reason": reason})
+        return {"rejected": reason}
+
     def record_handler(record: SQSRecord) -> dict[str, Any]:
         try:
-            WorkItem.model_validate_json(record.body)
-        except ValidationError as exc:
-            reason = describe_validation_error(exc)
-            logger.error("work item rejected", extra={"message_id": record.message_id, "reason": reason})
-            return {"rejected": reason}
+            item = parse_work_item(record.body)
+        except RejectedInput as exc:
+            return reject(record, exc.reason)
         try:
+            # the planner and the request function create the run before they queue its items: an
+            # item of no run is forged or outlived its run, and nothing of it may happen
+            if state.run_progress(item.run_id) is None:
+                return reject(
+                    record, f"run_id: no run {item.run_id} in the state table (never started or expired)"
+                )
             return dict(once(record={"body": record.body, "messageId": record.message_id}))
         except (RetryableError, StateError, EcrError) as exc:
             logger.warning(
@@ -205,6 +316,31 @@ def process_work_batch(raw_event: object, context: LambdaContext) -> dict[str, A
     processor = BatchProcessor(event_type=EventType.SQS)
     return dict(
         process_partial_response(
-            event=dict(raw_event), record_handler=record_handler, processor=processor, context=context
+            event={**raw_event, "Records": records},
+            record_handler=record_handler,
+            processor=processor,
+            context=context,
         )
     )
+
+
+def _well_formed_records(records: list[Any]) -> list[Mapping[str, Any]]:
+    """The records the batch processor can process and retry; the others are logged and dropped (a
+    record with no message id cannot be named in a batch item failure, so it could only fail the
+    whole batch, every good record with it)."""
+    good: list[Mapping[str, Any]] = []
+    bad = 0
+    for index, record in enumerate(records):
+        problem = sqs_record_problem(record)
+        if problem is None:
+            good.append(record)
+            continue
+        bad += 1
+        if bad <= MAX_PROBLEMS:
+            reason = f"Records[{index}]: {problem}"
+            logger.error("work item rejected", extra={"reason": reason})
+    if bad > MAX_PROBLEMS:
+        logger.error(
+            "work items rejected", extra={"reason": f"and {bad - MAX_PROBLEMS} more malformed records"}
+        )
+    return good
