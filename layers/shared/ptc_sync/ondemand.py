@@ -25,6 +25,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from ptc_sync.ecr import EcrError, match_rule
 from ptc_sync.planner import Plan, Planner, new_run_id
 from ptc_sync.refresh import is_backup_tag
+from ptc_sync.request_window import RequestWindow
 from ptc_sync.work import MAX_TAGS_PER_ITEM, RepositoryName, TagName, WorkItem, WorkKind
 
 logger = Logger(child=True)
@@ -144,9 +145,10 @@ class Selection:
 class RequestPlanner:
     """Turns an event into a run: work items for the checker, the run created in the state table."""
 
-    def __init__(self, planner: Planner) -> None:
+    def __init__(self, planner: Planner, *, window: RequestWindow | None = None) -> None:
         self.planner = planner
         self.engine = planner.engine
+        self.window = window
 
     def _foreign(self, account: str) -> str | None:
         """Why an event of ``account`` is refused (the stack's rules match its own account only)."""
@@ -196,9 +198,13 @@ class RequestPlanner:
     def from_request_event(self, event: SyncRequestEvent) -> Selection:
         """``from_request`` for a request of this stack's account only."""
         foreign = self._foreign(event.account)
+        limit = self.engine.settings.requests_per_hour
+        if not foreign and self.window is not None and not self.window.admit(self.engine.now(), limit):
+            foreign = f"more than {limit} Sync Requests this hour (PTC_REQUESTS_PER_HOUR): refused"
         if foreign:
             selection = Selection(Plan(new_run_id(self.engine.now())))
             selection.plan.errors.append(foreign)
+            logger.warning("sync request refused", extra={"reason": foreign})
             return selection
         return self.from_request(event.detail)
 

@@ -232,7 +232,7 @@ def handle_request_event(raw_event: object, context: LambdaContext | None = None
         return {"status": "rejected", "reason": reason}
     app = get_app()
     planner = app.planner()
-    requests = RequestPlanner(planner)
+    requests = RequestPlanner(planner, window=app.request_window)
     if isinstance(event, EcrPullThroughCacheEvent):
         plan, dry = requests.from_ecr_event(event), False
     else:

@@ -107,6 +107,8 @@ class SyncSettings(BaseModel):
     # the schedule's interval: a failed refresh waits this long, doubling per failure up to 24 h. The
     # stack passes its ScheduleExpression; a rate() gives the interval, a cron() leaves one hour
     schedule_expression: str = Field(default="", max_length=256)
+    # Sync Requests accepted per clock hour, counted in the state table (0 refuses every request)
+    requests_per_hour: int = Field(default=12, ge=0, le=1000)
     schedule_minutes: int = Field(default=60, ge=1, le=1440)
 
     @model_validator(mode="before")

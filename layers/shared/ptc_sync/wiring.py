@@ -35,6 +35,7 @@ from ptc_sync.queue import SqsWorkQueue, WorkQueue
 from ptc_sync.refresh import Refresher
 from ptc_sync.registry import RegistryClient
 from ptc_sync.repair import Repairer
+from ptc_sync.request_window import DynamoRequestWindow, RequestWindow
 from ptc_sync.settings import SettingsError, SyncSettings, load_settings
 from ptc_sync.state import DynamoStateStore, StateStore, idempotency_persistence
 from ptc_sync.sync import SyncEngine
@@ -56,6 +57,7 @@ class App:
     repairer: Repairer
     state: StateStore | None = None
     queue: WorkQueue | None = None
+    request_window: RequestWindow | None = None
 
     def fanout(self) -> tuple[StateStore, WorkQueue]:
         """The run state and the work queue, which the planner/checker/request functions need."""
@@ -143,6 +145,11 @@ def build_app(
             ttl_days=settings.history_days,
             now=now,
         )
+    request_window: RequestWindow | None = None
+    if settings.table_name:
+        request_window = DynamoRequestWindow(
+            session.client("dynamodb", config=AWS_CONFIG), settings.table_name
+        )
     queue: WorkQueue | None = None
     if settings.queue_url:
         queue = SqsWorkQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url)
@@ -158,6 +165,7 @@ def build_app(
         session=session,
         state=state,
         queue=queue,
+        request_window=request_window,
     )
 
 
