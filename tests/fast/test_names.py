@@ -129,9 +129,11 @@ def test_the_rule_matcher(repository: str, expected: PullThroughCacheRule) -> No
     assert rule_for_repository(rules[1:3], "other/app") is None
 
 
-@pytest.mark.xfail(reason="ecr.match_rule is still a second matcher; a trailing '/' defeats it", strict=True)
 def test_ecr_uses_the_one_matcher() -> None:
-    assert ecr.match_rule([ROOT, SLASHED], "quay/a/b") is SLASHED
+    """The adapter lists repositories through upstream.rule_for_repository; its own matcher is gone."""
+    assert not hasattr(ecr, "match_rule")
+    assert not hasattr(ecr, "rule_covers")
+    assert ecr.rule_for_repository is rule_for_repository
 
 
 def test_an_upstream_path_may_be_one_character() -> None:

@@ -234,11 +234,6 @@ def test_a_failed_refresh_under_the_lag_still_puts_the_old_image_back(
     assert not [t for t in tags if is_backup_tag(t)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checker.py maps a pre-warm whose blobs are still warming (RefreshResult.blobs_warming) to "
-    "Outcome.WARMING: not done yet (issue 15); today it is refresh_failed",
-)
 def test_a_scheduled_prewarm_still_warming_is_reported_warming_not_failed(
     sandbox: MakeBox, unique_repo: str
 ) -> None:
@@ -254,3 +249,35 @@ def test_a_scheduled_prewarm_still_warming_is_reported_warming_not_failed(
     progress = state.run_progress(planned["run_id"])
     assert progress is not None
     assert progress.totals() == {Outcome.WARMING.value: 1}
+
+
+def test_a_prewarm_still_warming_is_warmed_again_next_run_until_warm(
+    sandbox: MakeBox, unique_repo: str
+) -> None:
+    """The next scheduled run queues the cached-but-warming image as a pre-warm again (not only a
+    check), and it leaves 'warming' once ECR serves every blob."""
+    box = sandbox(layer_cache_delay=timedelta(minutes=10))
+    box.pusher.push_image(unique_repo, "1.0")
+    name = f"ecr-public/{unique_repo}"
+    stack = Stack(box)
+    app = box.build_app(prewarm_images=f"{name}:1.0")
+    wiring.set_app(app)
+    state, _queue = app.fanout()
+
+    def run() -> tuple[dict[str, Any], dict[str, int]]:
+        planned = dict(stack.schedule({"source": "ptc-sync.schedule", "mode": "scheduled"}))
+        stack.drain()
+        progress = state.run_progress(planned["run_id"])
+        assert progress is not None
+        return planned, progress.totals()
+
+    _first, first = run()
+    box.clock.advance(timedelta(minutes=15))  # past the layer cache delay
+    second_plan, second = run()
+    box.clock.advance(timedelta(minutes=15))
+    _third, third = run()
+
+    assert first == {Outcome.WARMING.value: 1}
+    assert second_plan["messages"] == 1 and second_plan["tags"] == 1, "one pre-warm item, no check as well"
+    assert second == {Outcome.SKIPPED.value: 1}, "warm now: cached already, layers warmed"
+    assert third == {Outcome.FRESH.value: 1}, "then checked like any other cached tag"

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from ptc_sync import mediatypes as mt
-from ptc_sync.ecr import Manifest, match_rule
+from ptc_sync.ecr import Manifest
 from ptc_sync.models import CachedRepository, PullThroughCacheRule, TagMutability, UpstreamKind, sha256_digest
 from ptc_sync.refresh import backup_source, backup_tag_for, is_backup_tag, platforms_of, pull_cost
 from ptc_sync.sync import is_immutable
+from ptc_sync.upstream import rule_for_repository
 
 HUB = PullThroughCacheRule("docker-hub", UpstreamKind.DOCKER_HUB, "registry-1.docker.io")
 HUB_TEAM = PullThroughCacheRule("docker-hub/team", UpstreamKind.DOCKER_HUB, "registry-1.docker.io")
@@ -29,11 +30,11 @@ ROOT = PullThroughCacheRule("ROOT", UpstreamKind.ECR_PUBLIC, "public.ecr.aws")
     ],
 )
 def test_longest_prefix_wins_and_root_takes_the_rest(repository: str, expected: PullThroughCacheRule) -> None:
-    assert match_rule([ROOT, HUB, HUB_TEAM], repository) == expected
+    assert rule_for_repository([ROOT, HUB, HUB_TEAM], repository) == expected
 
 
 def test_no_rule_covers() -> None:
-    assert match_rule([HUB], "quay/x") is None
+    assert rule_for_repository([HUB], "quay/x") is None
 
 
 def repo(mutability: TagMutability, *filters: str) -> CachedRepository:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from ptc_sync.ecr import EcrError, match_rule
+from ptc_sync.ecr import EcrError
 from ptc_sync.journal import RefreshJournal
 from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes
 from ptc_sync.models import Outcome, PullThroughCacheRule, RunReport, TagResult
@@ -31,7 +31,7 @@ from ptc_sync.repair import Repairer
 from ptc_sync.report import RECOVERED
 from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown
 from ptc_sync.sync import SyncEngine, Target, UpstreamResolver, is_cache
-from ptc_sync.upstream import ROOT, upstream_for
+from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
 from ptc_sync.work import WorkItem, WorkKind
 
 logger = Logger(child=True)
@@ -139,7 +139,7 @@ class Checker:
         self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None
     ) -> list[TagResult]:
         """Repairs first (a repaired tag's result stands for it in this run); then the check."""
-        rule = match_rule(self.engine.rules(), item.repository)
+        rule = rule_for_repository(self.engine.rules(), item.repository)
         repaired = self.repairer.sweep(item.repository, rule.prefix if rule else "")
         done = {r.tag for r in repaired}
         rest = [t for t in item.tags if t not in done]
@@ -220,7 +220,7 @@ class Checker:
         return results
 
     def _warm(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
-        matched = match_rule(self.engine.rules(), item.repository)
+        matched = rule_for_repository(self.engine.rules(), item.repository)
         if matched is None:
             reason = "not under any pull-through cache rule"
             return [TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=reason) for tag in item.tags]
@@ -282,6 +282,18 @@ class Checker:
             )
         if before is None and len(warmed.platforms) > 1:
             budget.try_spend(host, len(warmed.platforms) - 1)  # already pulled: only counted
+        if not warmed.ok and warmed.blobs_warming:
+            # cached, but ECR still fetches some blobs from upstream: not warm yet, nothing failed
+            return TagResult(
+                item.repository,
+                tag,
+                prefix,
+                Outcome.WARMING,
+                cached_digest=before,
+                upstream_digest=warmed.new_digest,
+                platforms=warmed.platforms,
+                reason=warmed.reason,
+            )
         if not warmed.ok:
             return TagResult(
                 item.repository,

@@ -23,6 +23,7 @@ from ptc_sync.models import (
     UpstreamKind,
     sha256_digest,
 )
+from ptc_sync.upstream import rule_for_repository
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -102,25 +103,6 @@ def _rule(raw: Any) -> PullThroughCacheRule:
     )
 
 
-def rule_covers(rule: PullThroughCacheRule, repository: str) -> bool:
-    return rule.prefix == "ROOT" or repository.startswith(rule.prefix + "/")
-
-
-def match_rule(rules: Iterable[PullThroughCacheRule], repository: str) -> PullThroughCacheRule | None:
-    """The rule whose prefix covers ``repository``: the longest prefix wins, ROOT covers the rest."""
-    best: PullThroughCacheRule | None = None
-    for rule in rules:
-        if not rule_covers(rule, repository):
-            continue
-        if (
-            best is None
-            or best.prefix == "ROOT"
-            or (rule.prefix != "ROOT" and len(rule.prefix) > len(best.prefix))
-        ):
-            best = rule
-    return best
-
-
 def _repository(raw: Any, rule: PullThroughCacheRule) -> CachedRepository:
     filters = tuple(f.get("filter", "") for f in raw.get("imageTagMutabilityExclusionFilters", []) or [])
     return CachedRepository(
@@ -154,7 +136,7 @@ class EcrAdapter:
             pages = self.client.get_paginator("describe_repositories").paginate()
             for page in pages:
                 for raw in page.get("repositories", []):
-                    rule = match_rule(rules, raw["repositoryName"])
+                    rule = rule_for_repository(rules, raw["repositoryName"])
                     if rule is not None:
                         yield _repository(raw, rule)
         except (ClientError, BotoCoreError) as exc:

@@ -22,10 +22,11 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from ptc_sync.ecr import EcrError, match_rule
+from ptc_sync.ecr import EcrError
 from ptc_sync.planner import Plan, Planner, new_run_id
 from ptc_sync.refresh import is_backup_tag
 from ptc_sync.request_window import RequestWindow
+from ptc_sync.upstream import rule_for_repository
 from ptc_sync.work import MAX_TAGS_PER_ITEM, RepositoryName, TagName, WorkItem, WorkKind
 
 logger = Logger(child=True)
@@ -181,7 +182,7 @@ class RequestPlanner:
         if not self.engine.in_scope(action.repository_name):
             plan.errors.append(f"{action.repository_name}: outside PTC_REPOSITORY_INCLUDE/EXCLUDE")
             return plan
-        if match_rule(self.engine.rules(), action.repository_name) is None:
+        if rule_for_repository(self.engine.rules(), action.repository_name) is None:
             plan.errors.append(f"{action.repository_name}: not under any pull-through cache rule in scope")
             return plan
         plan.items.append(

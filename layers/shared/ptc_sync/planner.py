@@ -16,16 +16,15 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ptc_sync.ecr import match_rule
 from ptc_sync.journal import Lease
-from ptc_sync.models import TagResult
+from ptc_sync.models import Outcome, TagResult
 from ptc_sync.names import parse_tagged_image
 from ptc_sync.queue import WorkQueue
 from ptc_sync.registry import RegistryError
 from ptc_sync.semver import newest_matching, newest_named
 from ptc_sync.state import StateError, StateStore
 from ptc_sync.sync import SyncEngine
-from ptc_sync.upstream import upstream_for
+from ptc_sync.upstream import rule_for_repository, upstream_for
 from ptc_sync.work import DiscoverySpec, WorkItem, WorkKind
 
 logger = Logger(child=True)
@@ -96,9 +95,16 @@ class Planner:
         found = self.engine.discover()
         plan.errors.extend(found.errors)
         plan.skipped.extend(found.skipped)
+        cached = {(t.repository.name, t.cached.tag) for t in found.targets} | {
+            (r.repository, r.tag) for r in found.skipped
+        }
+        prewarm, specs = self._prewarm_config(plan)
+        # cached but not warm at its last pre-warm: warmed again this run (which also reports it)
+        warming = set() if dry else self._still_warming(prewarm, cached, plan)
         by_repo: dict[str, list[str]] = {}
         for target in found.targets:
-            by_repo.setdefault(target.repository.name, []).append(target.cached.tag)
+            if (target.repository.name, target.cached.tag) not in warming:
+                by_repo.setdefault(target.repository.name, []).append(target.cached.tag)
         self._route_repairs(by_repo, plan)
         for repository, tags in sorted(by_repo.items()):
             for chunk in _chunks(tags, self.settings.tags_per_message):
@@ -111,16 +117,12 @@ class Planner:
                         dry_run=dry,
                     )
                 )
-        cached = {(t.repository.name, t.cached.tag) for t in found.targets} | {
-            (r.repository, r.tag) for r in found.skipped
-        }
-        prewarm, specs = self._prewarm_config(plan)
         warm: dict[str, list[str]] = {}
         for image in prewarm:
             repository, tag = parse_tagged_image(image)
-            if (repository, tag) in cached:
+            if (repository, tag) in cached and (repository, tag) not in warming:
                 continue  # cached: checked like any other tag
-            if match_rule(self.engine.rules(), repository) is None:
+            if rule_for_repository(self.engine.rules(), repository) is None:
                 plan.errors.append(f"pre-warm {image}: not under any pull-through cache rule in scope")
                 continue
             warm.setdefault(repository, []).append(tag)
@@ -141,6 +143,20 @@ class Planner:
                         )
                     )
         return plan
+
+    def _still_warming(
+        self, prewarm: Sequence[str], cached: set[tuple[str, str]], plan: Plan
+    ) -> set[tuple[str, str]]:
+        """Pre-warm images cached but not warm at their last pre-warm: warmed again, not only checked."""
+        listed = [key for key in (parse_tagged_image(image) for image in prewarm) if key in cached]
+        if not listed:
+            return set()
+        try:
+            states = self.state.tag_states(listed)
+        except StateError as exc:
+            plan.errors.append(f"pre-warm states not read: {exc}")
+            return set()
+        return {key for key, state in states.items() if state.outcome is Outcome.WARMING}
 
     def _route_repairs(self, by_repo: dict[str, list[str]], plan: Plan) -> None:
         """A tag a killed refresh removed is not listed by ECR: its intent puts it in the run, and the
@@ -172,7 +188,7 @@ class Planner:
         return prewarm, specs
 
     def _new_tags(self, spec: DiscoverySpec, cached: set[tuple[str, str]], plan: Plan) -> list[str]:
-        rule = match_rule(self.engine.rules(), spec.repository)
+        rule = rule_for_repository(self.engine.rules(), spec.repository)
         if rule is None:
             plan.errors.append(f"discover {spec.repository}: not under any pull-through cache rule in scope")
             return []

@@ -135,14 +135,15 @@ class Repairer:
             seen = self.ecr.tag_digest(repo, tag)
         except EcrError as exc:
             return outcome(Outcome.REFRESH_FAILED, f"repair: {exc}; the next run tries again")
-        if seen is not None:
-            completed = seen == expected
-            reason = (
-                "interrupted refresh had completed: upstream's digest verified"
-                if completed
-                else f"interrupted refresh: the tag shows {short_digest(seen)}"
+        if seen is not None and seen == expected:
+            return outcome(
+                Outcome.REPAIRED, "interrupted refresh had completed: upstream's digest verified", seen
             )
-            return outcome(Outcome.REPAIRED, reason, seen)
+        if seen is not None and seen != old_digest:
+            # a digest neither side of the refresh wrote (a person's push): the tag is there, leave it
+            return outcome(Outcome.REPAIRED, f"interrupted refresh: the tag shows {short_digest(seen)}", seen)
+        # absent, or showing the old digest, which DescribeImages may still do for a while after the
+        # delete: only a PutImage (ImageAlreadyExists when the tag does hold it) tells
         if old_digest is None:
             return outcome(Outcome.REFRESH_FAILED, "repair: the intent names no old digest")
         error = self._restore(repo, tag, old_digest)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from ptc_sync.ecr import EcrAdapter, EcrError, Manifest, match_rule
+from ptc_sync.ecr import EcrAdapter, EcrError, Manifest
 from ptc_sync.journal import BackupLedger, BackupRecord
 from ptc_sync.models import (
     CachedRepository,
@@ -38,7 +38,7 @@ from ptc_sync.registry.errors import NotFoundError, RateLimitedError, RegistryEr
 from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.settings import SyncSettings
 from ptc_sync.state import StateError
-from ptc_sync.upstream import ROOT, upstream_for
+from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
 
 logger = Logger(child=True)
 RULES_TTL = 300.0  # seconds a container trusts its copy of the account's pull-through cache rules
@@ -213,7 +213,7 @@ class SyncEngine:
         The repository must be under one of the account's rules: a name from a message or an event
         only ever selects; the upstream host always comes from the rule."""
         found = Discovery()
-        rule = match_rule(self.rules(), name)
+        rule = rule_for_repository(self.rules(), name)
         if rule is None:
             found.errors.append(f"{name}: not under any pull-through cache rule in scope")
             return found
