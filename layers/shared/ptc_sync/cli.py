@@ -51,6 +51,7 @@ from ptc_sync.registry import RegistryClient
 from ptc_sync.registry.errors import NotFoundError, RegistryError
 from ptc_sync.registry.transport import is_loopback
 from ptc_sync.settings import SyncSettings
+from ptc_sync.stack import DeployedStack, StackError, put_sync_request, read_stack, sync_request_detail
 from ptc_sync.state import Change, RunProgress, StateError, StateStore
 from ptc_sync.upstream import UpstreamMappingError, rule_for_repository, upstream_for
 from ptc_sync.wiring import App, build_app
@@ -143,6 +144,7 @@ class Context:
     args: argparse.Namespace
     stdout: TextIO
     stderr: TextIO
+    _stack: DeployedStack | None = None
 
     @property
     def json(self) -> bool:
@@ -165,10 +167,23 @@ class Context:
         except BotoCoreError as exc:  # ProfileNotFound, a broken config file
             raise CliError(str(exc)) from exc
 
+    def stack(self) -> DeployedStack | None:
+        """The stack ``--stack-name`` names (read once per command), or None."""
+        name = getattr(self.args, "stack_name", None)
+        if not name:
+            return None
+        if self._stack is None:
+            self._stack = read_stack(self.session(), name)
+        return self._stack
+
     def app(self, **values: Any) -> App:
-        """The app for this command, scoped by ``values`` (SyncSettings fields); never notifies."""
-        if getattr(self.args, "table", None) and "table_name" not in values:
-            values = {**values, "table_name": self.args.table}
+        """The app for this command, scoped by ``values`` (SyncSettings fields; None or () means not
+        given); with --stack-name on the settings the stack's functions run with. Never notifies."""
+        given = {k: v for k, v in values.items() if v is not None and v != ()}
+        if getattr(self.args, "table", None):
+            given.setdefault("table_name", self.args.table)
+        stack = self.stack()
+        values = {**(stack.settings() if stack else {}), **given}
         session = self.session()
         region = session.region_name
         if not region:
@@ -426,7 +441,8 @@ def _journal_table(ctx: Context, command: str) -> dict[str, Any]:
     """The state table a writing command needs: its journal and lease keep a refresh from a crash
     and from a concurrent scheduled run, and its ledger is the only record of which tags are
     backups. A dry run writes nothing and may do without."""
-    table = ctx.args.table
+    stack = ctx.stack()
+    table = ctx.args.table or (stack.settings().get("table_name") if stack else None)
     if not table and not ctx.dry_run:
         raise CliError(
             f"{command} needs the stack's state table: give --table NAME (the StateTableName output) or "
@@ -875,6 +891,12 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     aws.add_argument(
         "--debug", action="store_true", default=default(False), help="print the traceback of a crash (exit 3)"
     )
+    aws.add_argument(
+        "--stack-name",
+        default=default(os.environ.get("PTC_STACK_NAME")),
+        metavar="NAME",
+        help="a deployed ptc-sync stack: its state table and settings, no retyping ($PTC_STACK_NAME)",
+    )
     # the local testbed (tests and demos only): a moto server and loopback registries instead of AWS
     # and the real upstream registries. Accepted everywhere, shown nowhere: not for production accounts.
     parser.add_argument("--endpoint-url", default=default(None), metavar="URL", help=argparse.SUPPRESS)
@@ -921,17 +943,17 @@ def _write_options(parser: argparse.ArgumentParser, *, verify: bool, generations
         parser.add_argument(
             "--verify-timeout",
             type=float,
-            default=120.0,
+            default=None,
             metavar="SECONDS",
-            help="how long to wait for ECR to show the imported image (120)",
+            help="how long to wait for ECR to show the imported image (the stack's, or 120)",
         )
     if generations:
         parser.add_argument(
             "--keep-generations",
             type=int,
-            default=1,
+            default=None,
             metavar="N",
-            help="previous images kept under backup tags, as the stack's KeepGenerations (1)",
+            help="previous images kept under backup tags (the stack's KeepGenerations, or 1)",
         )
 
 
@@ -1014,9 +1036,45 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument(
         "run_id", nargs="?", metavar="RUN_ID", help="one run: its progress and every tag it named"
     )
+    trigger = command(
+        "trigger",
+        "ask the deployed stack for a run: a Sync Request on its request bus (needs --stack-name)",
+        cmd_trigger,
+    )
+    trigger.add_argument(
+        "repositories", nargs="+", metavar="REPOSITORY", help="cached repositories or patterns"
+    )
+    trigger.add_argument("--tag", action="append", metavar="PATTERN", help="only these tags (repeatable)")
+    trigger.add_argument("--check", action="store_true", help="compare and report only, refresh nothing")
+    trigger.add_argument("--dry-run", action="store_true", help="the run reports what it would refresh")
+    trigger.add_argument("--reason", metavar="TEXT", help="why, for the run's log (e.g. the release)")
     completion = command("completion", "print a shell completion script", cmd_completion)
     completion.add_argument("shell", choices=("bash",), help="the shell (bash; zsh through bashcompinit)")
     return parser
+
+
+def cmd_trigger(ctx: Context) -> int:
+    stack = ctx.stack()
+    if stack is None:
+        raise CliError(
+            "trigger needs --stack-name (or PTC_STACK_NAME): the stack whose bus takes the request"
+        )
+    detail = sync_request_detail(
+        ctx.args.repositories,
+        ctx.args.tag or (),
+        check=ctx.args.check,
+        dry_run=ctx.args.dry_run,
+        reason=ctx.args.reason,
+    )
+    event_id = put_sync_request(ctx.session(), stack, detail)
+    doc = {"command": "trigger", "stack": stack.name, "event_id": event_id, "detail": detail, "exit_code": 0}
+    line = (
+        f"Sync Request {event_id} put on {stack.output('RequestBusName')}: "
+        f"{'check' if ctx.args.check else 'refresh'} {', '.join(ctx.args.repositories)}"
+        + (f" tags {', '.join(ctx.args.tag)}" if ctx.args.tag else "")
+        + f"; follow it with: {PROG} runs --stack-name {stack.name}"
+    )
+    return _print_action(ctx, doc, line)
 
 
 def _fail(ctx: Context, command: str, code: int, message: str) -> int:
@@ -1029,7 +1087,9 @@ def _fail(ctx: Context, command: str, code: int, message: str) -> int:
 def error_exit_code(exc: Exception) -> int | None:
     """2 for a refused argument or something missing, 1 for a failure; None for a crash."""
     missing = (
-        isinstance(exc, (CliError, NotFoundError, NoCredentialsError, NoRegionError, ProfileNotFound))
+        isinstance(
+            exc, (CliError, StackError, NotFoundError, NoCredentialsError, NoRegionError, ProfileNotFound)
+        )
         or (isinstance(exc, EcrError) and exc.not_found)
         or (isinstance(exc, StateError) and exc.code == "ResourceNotFoundException")
     )
