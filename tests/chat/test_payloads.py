@@ -3,6 +3,7 @@ schema and limits, for a small run and for a huge one (summarised in whole lines
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import itertools
 import json
@@ -17,7 +18,7 @@ from ptc_sync.chat.payloads import PROBLEMS, build_payload
 from ptc_sync.chat.text import PayloadTooLargeError, clip, fit
 from ptc_sync.chat.webhooks import Channel
 from ptc_sync.models import Outcome, TagResult
-from ptc_sync.report import build_notification
+from ptc_sync.report import DescriptionSection, build_notification, line_weight
 from tests.chat.reports import chat_report, huge_report, run, sample
 from tests.chat.sample import ACCOUNT, DASHBOARD_URL, REGION, digest, sample_report
 from tests.chat.schemas import violations
@@ -84,7 +85,7 @@ def assert_whole_lines(channel: Channel, report: ChatReport, payload: dict[str, 
         shown = [line for line in lines if not MORE_RE.match(line)]
         more = [int(m[1]) for line in lines if (m := MORE_RE.match(line))]
         assert set(shown) <= expected[heading][1], f"{heading}: a line was changed or cut"
-        assert len(shown) + sum(more) == total, heading
+        assert sum(map(line_weight, shown)) + sum(more) == total, heading
         shown_counts[heading] = len(shown)
     return shown_counts
 
@@ -123,9 +124,9 @@ def test_huge_run_is_summarised_within_the_limits(channel: Channel) -> None:
 
     assert violations(channel, payload) == []
     shown = assert_whole_lines(channel, report, payload)
-    assert sum(shown.values()) < sum(len(section.lines) for section in report.sections), "detail was reduced"
-    assert "Refresh failed" in shown
-    assert "Run errors" in shown
+    assert set(shown) == {section.heading for section in report.sections}
+    assert shown["Refresh failed"] >= 1
+    assert shown["Run errors"] >= 1
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
@@ -179,7 +180,7 @@ def test_slack_escapes_its_control_characters_and_keeps_code_spans() -> None:
 def test_slack_header_keeps_the_emoji_shortcode_and_its_limit() -> None:
     header = slack.payload(sample())["blocks"][0]
 
-    assert header["text"]["text"].startswith(":arrows_counterclockwise: ptc-sync:")
+    assert header["text"]["text"].startswith(":rotating_light: ptc-sync:")  # a failure outranks refreshes
     assert header["text"]["emoji"] is True
 
 
@@ -223,14 +224,26 @@ def test_google_chat_card_escapes_html_and_links_each_repository() -> None:
 
     assert "&lt;retry later&gt;" in card_text
     assert f'<a href=\\"{NODE_CONSOLE}\\">docker-hub/library/node</a>' in card_text
-    emoji = "\N{ANTICLOCKWISE DOWNWARDS AND UPWARDS OPEN CIRCLE ARROWS}"
+    emoji = "\N{POLICE CARS REVOLVING LIGHT}"
     assert message["text"] == f"{emoji} *ptc-sync: 3 tags refreshed, 1 failed, 1 missing upstream*"
+
+
+def oversized(report: ChatReport) -> ChatReport:
+    """``report`` with 1500 long lines in every section: more than any description carries (it stays
+    within 3,000 characters), so the builders' limits are what must hold."""
+    sections = tuple(
+        DescriptionSection(
+            section.heading, 1500, tuple(f"`docker-hub/team/app-{n}:v{n}` " + "y" * 150 for n in range(1500))
+        )
+        for section in report.sections
+    )
+    return dataclasses.replace(report, sections=sections)
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
 def test_problems_finds_what_the_schema_finds(channel: Channel) -> None:
     """The builders' own limit checks agree with the documented limits on a payload that breaks them."""
-    report = chat_report(huge_report())
+    report = oversized(chat_report(huge_report()))
     build = {
         "slack": slack._build,
         "teams": teams._build,
@@ -316,3 +329,59 @@ def test_report_facts_come_from_the_additional_context() -> None:
         "ecr-public/nginx/nginx",
         "ghcr/acme/api",
     ]
+
+
+def mixed_bad_run() -> ChatReport:
+    """50 refreshed, 50 failed, 300 upstream errors: once the "changed" icon and colour."""
+    results = [
+        *(
+            TagResult(f"docker-hub/app-{n}", "lts", "docker-hub", Outcome.REFRESHED, digest("a"), digest("b"))
+            for n in range(50)
+        ),
+        *(
+            TagResult(f"docker-hub/svc-{n}", "lts", "docker-hub", Outcome.REFRESH_FAILED, reason=f"boom {n}")
+            for n in range(50)
+        ),
+        *(
+            TagResult(
+                f"quay/tool-{n}", "v1", "quay", Outcome.UPSTREAM_ERROR, reason="503 Service Unavailable"
+            )
+            for n in range(300)
+        ),
+    ]
+    return chat_report(run(*results))
+
+
+def test_the_worst_news_sets_the_teams_colour_and_every_channels_icon() -> None:
+    report = mixed_bad_run()
+
+    card = teams.payload(report)["attachments"][0]["content"]
+    assert card["body"][0]["color"] == "Attention"
+    assert card["body"][0]["text"].startswith("\N{POLICE CARS REVOLVING LIGHT} ptc-sync: 50 tags refreshed")
+    assert slack.payload(report)["blocks"][0]["text"]["text"].startswith(":rotating_light:")
+    assert discord.payload(report)["embeds"][0]["color"] == discord.COLORS[discord.Tone.ATTENTION]
+
+
+def test_each_channel_renders_headings_in_its_own_bold() -> None:
+    """The Chatbot description has plain headings; Slack's bold is ``*x*``, Teams' ``**x**``."""
+    report = mixed_bad_run()
+
+    slack_text = json.dumps(slack.payload(report), ensure_ascii=False)
+    teams_texts = [
+        block.get("text", "") for block in teams.payload(report)["attachments"][0]["content"]["body"]
+    ]
+    discord_text = discord.payload(report)["embeds"][0]["description"]
+
+    assert "*Refresh failed* (50)" in slack_text
+    assert "**Refresh failed** (50)" in teams_texts
+    assert "**Refresh failed** (50)" in discord_text
+    assert "Refresh failed (50):" not in slack_text
+
+
+def test_a_grouped_line_counts_every_tag_it_stands_for() -> None:
+    report = mixed_bad_run()
+
+    (errors,) = [section for section in report.sections if section.heading == "Upstream errors"]
+    assert errors.lines[0].startswith("300 tags: 503 Service Unavailable (`quay/tool-0:v1`")
+    for channel in CHANNELS:
+        assert_whole_lines(channel, report, build_payload(channel, report))

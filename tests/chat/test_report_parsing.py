@@ -10,6 +10,7 @@ from ptc_sync.report import (
     RepositoryRef,
     Tone,
     description,
+    line_weight,
     parse_description,
     parse_repository_arn,
     repository_arn,
@@ -41,9 +42,17 @@ def test_summarised_sections_read_back_with_their_hidden_count() -> None:
     parsed = parse_description(description(report, max_lines_per_section=4))
 
     failed = next(section for section in parsed.sections if section.heading == "Refresh failed")
-    assert (failed.total, len(failed.lines), failed.hidden) == (30, 4, 26)
+    # the 30 failures share one reason: one line stands for all of them
+    assert (failed.total, len(failed.lines), failed.hidden) == (30, 1, 0)
+    assert failed.lines[0].startswith("30 tags: refresh: ThrottlingException <rate exceeded> & retried")
+    refreshed = next(section for section in parsed.sections if section.heading == "Refreshed")
+    assert refreshed.total == 30
+    assert len(refreshed.lines) <= 4
+    assert refreshed.hidden == 30 - len(refreshed.lines)
     errors = parsed.sections[0]
-    assert (errors.heading, errors.total, errors.hidden) == ("Run errors", 60, 56)
+    assert (errors.heading, errors.total) == ("Run errors", 60)
+    for section in parsed.sections:
+        assert sum(map(line_weight, section.lines)) + section.hidden == section.total, section.heading
     assert all(not line.startswith("• ") for section in parsed.sections for line in section.lines)
 
 
@@ -51,6 +60,17 @@ def test_quiet_run_is_a_summary_without_sections() -> None:
     report = run(TagResult("docker-hub/library/node", "lts", "docker-hub", Outcome.FRESH))
 
     assert parse_description(description(report)).sections == ()
+
+
+def test_headings_are_plain_text_and_the_old_starred_form_still_reads() -> None:
+    """``*x*`` is bold in Slack and italic in Teams: the Chatbot description carries no emphasis."""
+    text = description(sample_report())
+    assert "*" not in text
+    assert "\nRefresh failed (1):\n" in text
+
+    old = parse_description("summary\n\n*Refresh failed* (2)\n• `a:1`\n… and 1 more")
+
+    assert old.sections == (DescriptionSection("Refresh failed", 2, ("`a:1`",), 1),)
 
 
 def test_a_block_outside_the_grammar_is_kept_whole() -> None:

@@ -24,7 +24,6 @@ from tests.chat.conftest import SECRET_TOKENS, WEBHOOK_URLS
     ("channel", "url"),
     [
         *WEBHOOK_URLS.items(),
-        (Channel.TEAMS, "https://contoso.webhook.office.com/webhookb2/abc@def/IncomingWebhook/123/456"),
         (
             Channel.TEAMS,
             "https://default0a1b.2c.environment.api.powerplatform.com/powerautomate/automations/x",
@@ -35,6 +34,36 @@ from tests.chat.conftest import SECRET_TOKENS, WEBHOOK_URLS
 )
 def test_known_https_hosts_are_accepted(channel: Channel, url: str) -> None:
     assert validate_webhook(channel, url).url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://contoso.webhook.office.com/webhookb2/abc@def/IncomingWebhook/123/456",
+        "https://outlook.office.com/webhook/abc@def/IncomingWebhook/123/456",
+        "https://outlook.office365.com/webhook/abc@def/IncomingWebhook/123/456",
+    ],
+)
+def test_retired_office_365_connector_hosts_are_refused_with_what_to_do_instead(url: str) -> None:
+    with pytest.raises(WebhookConfigError) as refused:
+        validate_webhook(Channel.TEAMS, url)
+
+    message = str(refused.value)
+    assert "retired Office 365 connector" in message
+    assert "When a Teams webhook request is received" in message
+    assert "abc@def" not in message  # never the URL
+
+
+def test_a_retired_connector_in_the_secret_rejects_teams_only() -> None:
+    secret = {
+        "slack": WEBHOOK_URLS[Channel.SLACK],
+        "teams": "https://contoso.webhook.office.com/webhookb2/abc@def/IncomingWebhook/123/456",
+    }
+
+    config = parse_webhook_secret(json.dumps(secret))
+
+    assert [hook.channel for hook in config.webhooks] == [Channel.SLACK]
+    assert "retired Office 365 connector" in config.rejected[Channel.TEAMS]
 
 
 @pytest.mark.parametrize(
@@ -49,7 +78,7 @@ def test_known_https_hosts_are_accepted(channel: Channel, url: str) -> None:
         (Channel.SLACK, "https://hooks.slack.com/triggers/T/B/x", "path must start with /services/"),
         (Channel.SLACK, "https://hooks.slack.com/services/T/B/x#frag", "fragment"),
         (Channel.SLACK, "https://hooks.slack.com/services/T/B/x y", "whitespace"),
-        (Channel.TEAMS, "https://webhook.office.com/webhookb2/x", "host is not"),
+        (Channel.TEAMS, "https://webhook.office.com/webhookb2/x", "retired Office 365 connector"),
         (Channel.TEAMS, "https://logic.azure.com.evil.example/workflows/x", "host is not"),
         (Channel.TEAMS, "https://hooks.slack.com/services/T/B/x", "host is not"),
         (Channel.DISCORD, "https://discord.com/channels/1/2", "path must start with /api/webhooks/"),

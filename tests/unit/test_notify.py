@@ -13,8 +13,10 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
+from ptc_sync.chat.model import parse_report
 from ptc_sync.models import Outcome, RunReport, TagResult
 from ptc_sync.notify import Notifier, NotifyError, SnsNotifier
+from ptc_sync.report import ReportKind
 
 REGION = "us-east-1"
 FINISHED = datetime.now(UTC)
@@ -92,7 +94,7 @@ def test_published_message_carries_the_chat_notification_subject_and_attributes(
     body = json.loads(envelope["Message"])
     assert body["version"] == "1.0"
     assert body["source"] == "custom"
-    assert body["content"]["title"] == ":arrows_counterclockwise: ptc-sync: 1 tag refreshed, 1 failed"
+    assert body["content"]["title"] == ":rotating_light: ptc-sync: 1 tag refreshed, 1 failed"
     assert "verify: mismatch" in body["content"]["description"]
     attributes = envelope["MessageAttributes"]
     assert attributes["outcomes"]["Type"] == "String.Array"
@@ -169,3 +171,60 @@ def test_connection_failure_raises_notify_error() -> None:
 
     assert raised.value.error_code == "EndpointConnectionError"
     assert isinstance(raised.value.__cause__, EndpointConnectionError)
+
+
+class RecordingSns:
+    """An SNS client that keeps each Publish call's arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def publish(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {"MessageId": f"m-{len(self.calls)}"}
+
+
+def test_publish_gives_email_plain_text_and_everyone_else_the_chatbot_json() -> None:
+    client = RecordingSns()
+    report = run(
+        result(Outcome.REFRESHED), result(Outcome.REFRESH_FAILED, tag="22", reason="verify: mismatch")
+    )
+
+    SnsNotifier(client, "arn:aws:sns:us-east-1:123456789012:t").publish(report)  # type: ignore[arg-type]
+
+    [call] = client.calls
+    assert call["MessageStructure"] == "json"
+    structure = json.loads(call["Message"])
+    assert set(structure) == {"default", "email"}
+    assert json.loads(structure["default"])["source"] == "custom"
+    assert structure["email"].startswith("ptc-sync: 1 tag refreshed, 1 failed\n\n")
+    assert "{" not in structure["email"]
+
+
+def test_subscribers_other_than_email_still_receive_the_chatbot_json(topic: Topic) -> None:
+    """SNS delivers ``default`` to every protocol without its own key: Chatbot (https), queues and the
+    chat notifier's Lambda subscription, which reads it back as a run report."""
+    queue = topic.subscribe_queue("everything")
+    SnsNotifier(topic.sns, topic.arn).publish(run(result(Outcome.REFRESH_FAILED, reason="verify: mismatch")))
+
+    [envelope] = topic.received(queue)
+    body = json.loads(envelope["Message"])
+    assert body["version"] == "1.0"
+    assert "email" not in body
+    chat = parse_report(envelope["Message"])
+    assert chat.headline == "ptc-sync: 1 tag failed"
+    assert [section.heading for section in chat.sections] == ["Refresh failed"]
+
+
+def test_first_run_is_published_even_when_nothing_is_news(topic: Topic) -> None:
+    queue = topic.subscribe_queue("everything")
+    notifier = SnsNotifier(topic.sns, topic.arn)
+    quiet = run(result(Outcome.FRESH), result(Outcome.FRESH, tag="22"))
+
+    assert notifier.publish(quiet, worth_it=False) is None
+    message_id = notifier.publish(quiet, worth_it=False, kind=ReportKind.FIRST_RUN)
+
+    [envelope] = topic.received(queue)
+    assert envelope["MessageId"] == message_id
+    assert envelope["Subject"] == "ptc-sync: watching 2 tags under 1 rule, all fresh"
+    assert json.loads(envelope["Message"])["metadata"]["additionalContext"]["kind"] == "first_run"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from ptc_sync.models import Outcome, RateLimitStatus, RunReport, TagResult
 from ptc_sync.report import (
+    MAX_DESCRIPTION_CHARS,
     MAX_REASON_CHARS,
     MAX_RELATED_RESOURCES,
     MAX_SUBJECT_CHARS,
+    ReportKind,
     build_notification,
     chat_notification,
     headline,
@@ -75,10 +77,10 @@ def description_of(report: RunReport, **kwargs: Any) -> str:
 
 
 def section(description: str, heading: str) -> list[str]:
-    """The lines under ``*heading* (n)`` up to the next blank line."""
+    """The lines under ``heading (n):`` up to the next blank line."""
     for block in description.split("\n\n"):
         first, *rest = block.split("\n")
-        if first.startswith(f"*{heading}* ("):
+        if first.startswith(f"{heading} (") and first.endswith("):"):
             return rest
     raise AssertionError(f"no section {heading!r} in:\n{description}")
 
@@ -95,7 +97,8 @@ def test_title_counts_refreshed_and_failed_tags() -> None:
         result(Outcome.FRESH, tag="16"),
     )
 
-    assert title(report) == ":arrows_counterclockwise: ptc-sync: 3 tags refreshed, 1 failed"
+    # the worst news sets the icon: one failure outranks three refreshes
+    assert title(report) == ":rotating_light: ptc-sync: 3 tags refreshed, 1 failed"
 
 
 def test_headline_of_a_dry_run_says_so_and_counts_what_would_be_refreshed() -> None:
@@ -135,6 +138,11 @@ def test_headline_lists_every_notable_kind_in_a_fixed_order() -> None:
         ((), ("discovery failed",), ":rotating_light:"),
         ((result(Outcome.RATE_LIMITED),), (), ":warning:"),
         ((result(Outcome.FRESH),), (), ":white_check_mark:"),
+        ((result(Outcome.REFRESHED), result(Outcome.REFRESH_FAILED, tag="x")), (), ":rotating_light:"),
+        ((result(Outcome.REFRESHED),), ("discovery failed",), ":rotating_light:"),
+        ((result(Outcome.REFRESHED), result(Outcome.IMMUTABLE, tag="x")), (), ":warning:"),
+        ((result(Outcome.REFRESHED), result(Outcome.NOT_COMPARABLE, tag="x")), (), ":warning:"),
+        ((result(Outcome.REPAIRED),), (), ":arrows_counterclockwise:"),
     ],
 )
 def test_title_emoji_follows_what_happened(
@@ -204,13 +212,13 @@ def test_description_lists_each_kind_with_its_reason_failures_first() -> None:
 
     headings = [block.split("\n")[0] for block in text.split("\n\n")[1:]]
     assert headings == [
-        "*Run errors* (1)",
-        "*Refresh failed* (1)",
-        "*Upstream errors* (1)",
-        "*Rate-limited* (1)",
-        "*Missing upstream* (1)",
-        "*Immutable (not refreshed)* (1)",
-        "*Refreshed* (1)",
+        "Run errors (1):",
+        "Refresh failed (1):",
+        "Upstream errors (1):",
+        "Rate-limited (1):",
+        "Missing upstream (1):",
+        "Immutable (not refreshed) (1):",
+        "Refreshed (1):",
     ]
     assert section(text, "Run errors") == ["• rule ghcr: DescribeRepositories AccessDeniedException"]
     assert section(text, "Refresh failed") == [
@@ -255,14 +263,14 @@ def test_long_section_is_summarised_with_whole_lines() -> None:
 
 
 def test_section_cap_is_configurable() -> None:
-    report = run(*(result(Outcome.UPSTREAM_ERROR, tag=f"v{n}", reason="boom") for n in range(4)))
+    report = run(*(result(Outcome.UPSTREAM_ERROR, tag=f"v{n}", reason=f"boom {n}") for n in range(4)))
 
     lines = section(description_of(report, max_lines_per_section=3), "Upstream errors")
 
     assert lines == [
-        "• `docker-hub/library/node:v0`: boom",
-        "• `docker-hub/library/node:v1`: boom",
-        "• `docker-hub/library/node:v2`: boom",
+        "• `docker-hub/library/node:v0`: boom 0",
+        "• `docker-hub/library/node:v1`: boom 1",
+        "• `docker-hub/library/node:v2`: boom 2",
         "… and 1 more",
     ]
 
@@ -283,7 +291,7 @@ def ten_thousand_results(repository_length: int, reason: str) -> RunReport:
     notable = [outcome for outcome in Outcome if outcome.notable]
     results = []
     for n in range(10_000):
-        outcome = notable[n % len(notable)] if n % 2 else Outcome.FRESH
+        outcome = notable[(n // 2) % len(notable)] if n % 2 else Outcome.FRESH
         repository = f"rule{n % 50}/" + f"r{n}".rjust(repository_length - 7, "x")
         results.append(
             result(
@@ -300,20 +308,26 @@ def ten_thousand_results(repository_length: int, reason: str) -> RunReport:
     return run(*results, errors=tuple(f"rule rule{n}: discovery failed" for n in range(300)))
 
 
-def test_ten_thousand_results_make_a_small_message() -> None:
+def test_ten_thousand_results_make_a_short_description_that_names_every_kind() -> None:
     report = ten_thousand_results(40, "upstream answered 500 Internal Server Error")
 
     notification = build_notification(report)
 
-    size = len(notification.message.encode())
-    assert size < 32 * 1024, size
     payload = json.loads(notification.message)
     description = payload["content"]["description"]
-    for heading in ("Run errors", "Refresh failed", "Refreshed", "Stale (not refreshed)"):
-        lines = section(description, heading)
-        assert len(lines) == 21
-        assert lines[-1].startswith("… and ")
-    assert section(description, "Run errors")[-1] == "… and 280 more"
+    assert len(description) <= MAX_DESCRIPTION_CHARS
+    # the tags of each kind share one reason: one line each names how many and three of them
+    for heading in ("Refresh failed", "Refreshed", "Stale (not refreshed)"):
+        (line,) = section(description, heading)
+        count = int(line.removeprefix("• ").split(" ", 1)[0])
+        assert line.startswith(f"• {count} tags: upstream answered 500 Internal Server Error (`"), heading
+        assert line.endswith(f" and {count - 3} more)"), heading
+    errors = section(description, "Run errors")
+    assert errors[0] == "• rule rule0: discovery failed"
+    assert errors[-1] == f"… and {300 - len(errors) + 1} more"
+    assert payload["content"]["nextSteps"][-1].startswith(
+        "Not every tag is listed: `ptc-sync runs run-0001 --table STATE_TABLE` lists them all"
+    )
     assert len(payload["metadata"]["relatedResources"]) == MAX_RELATED_RESOURCES
 
 
@@ -346,14 +360,17 @@ def test_chat_notification_has_the_custom_notification_shape() -> None:
     assert payload["content"]["keywords"] == ["ptc-sync", REGION, "refreshed"]
 
 
-def test_thread_id_is_stable_per_account_and_region() -> None:
+def test_one_thread_per_account_region_and_utc_day() -> None:
     first = chat_notification(run(refreshed("lts"), run_id="run-1"))
     second = chat_notification(run(result(Outcome.FRESH), run_id="run-2"))
     elsewhere = chat_notification(run(refreshed("lts"), region="us-east-1"))
+    late = datetime(2026, 3, 1, 23, 59, tzinfo=timezone(timedelta(hours=-5)))  # 04:59 UTC on the 2nd
+    next_day = chat_notification(run(refreshed("lts"), started_at=late, finished_at=late))
 
-    assert first["metadata"]["threadId"] == "ptc-sync-123456789012-eu-west-1"
+    assert first["metadata"]["threadId"] == "ptc-sync-123456789012-eu-west-1-2026-03-01"
     assert second["metadata"]["threadId"] == first["metadata"]["threadId"]
     assert elsewhere["metadata"]["threadId"] != first["metadata"]["threadId"]
+    assert next_day["metadata"]["threadId"] == "ptc-sync-123456789012-eu-west-1-2026-03-02"
 
 
 def test_related_resources_are_the_arns_of_repositories_with_notable_tags() -> None:
@@ -496,3 +513,180 @@ def test_quiet_run_attributes_name_every_checked_rule_and_no_outcome() -> None:
     assert json.loads(attributes["rulePrefixes"].value) == ["docker-hub", "quay"]
     assert attributes["dryRun"].value == "true"
     assert attributes["refreshed"].value == "0"
+
+
+# --- issue 12: messages that read right in every channel ----------------------------------------
+
+
+def mixed_bad_run() -> RunReport:
+    """The run that got the "changed" icon and a 13,193-character description."""
+    return run(
+        *(refreshed(f"r{n}", repository=f"docker-hub/team/app-{n}") for n in range(50)),
+        *(
+            result(
+                Outcome.REFRESH_FAILED,
+                repository=f"docker-hub/team/svc-{n}",
+                tag=f"f{n}",
+                cached_digest=digest("c"),
+                upstream_digest=digest("d"),
+                reason=f"import: ThrottlingException after 3 attempts (request {n:04d})",
+            )
+            for n in range(50)
+        ),
+        *(
+            result(
+                Outcome.UPSTREAM_ERROR,
+                repository=f"quay/org/tool-{n % 30}",
+                tag=f"u{n}",
+                rule="quay",
+                reason="upstream answered 503 Service Unavailable",
+            )
+            for n in range(300)
+        ),
+    )
+
+
+def test_the_worst_news_sets_the_icon_of_a_mixed_run() -> None:
+    assert title(mixed_bad_run()).startswith(":rotating_light: ptc-sync: 50 tags refreshed, 50 failed")
+
+
+def test_description_stays_within_3000_characters_whatever_the_run() -> None:
+    payload = chat_notification(mixed_bad_run())
+
+    text = payload["content"]["description"]
+    assert len(text) <= MAX_DESCRIPTION_CHARS
+    # the 300 upstream errors share one reason: one line names how many
+    (errors,) = section(text, "Upstream errors")
+    assert errors.startswith("• 300 tags: upstream answered 503 Service Unavailable (`quay/org/tool-0:u0`")
+    assert errors.endswith(" and 297 more)")
+    failed = section(text, "Refresh failed")
+    assert failed[-1].startswith("… and ")
+    assert int(failed[-1].split()[2]) + len(failed) - 1 == 50
+    assert payload["content"]["nextSteps"][-1].startswith("Not every tag is listed: `ptc-sync runs run-0001")
+
+
+@pytest.mark.parametrize("lines", [1, 20, 1000])
+def test_description_bound_holds_for_any_section_cap(lines: int) -> None:
+    report = ten_thousand_results(256, "error body " * 2000)
+
+    assert len(description_of(report, max_lines_per_section=lines)) <= MAX_DESCRIPTION_CHARS
+
+
+def test_identical_run_errors_share_a_line() -> None:
+    text = description_of(run(errors=("rule quay: AccessDenied",) * 3 + ("rule ghcr: timeout",)))
+
+    assert section(text, "Run errors") == ["• 3 times: rule quay: AccessDenied", "• rule ghcr: timeout"]
+
+
+def test_headings_carry_no_markdown_emphasis() -> None:
+    """Chatbot renders one description in Slack (``*x*`` bold) and Teams (``*x*`` italic): plain headings
+    read the same in both."""
+    text = description_of(mixed_bad_run())
+
+    headings = [block.split("\n")[0] for block in text.split("\n\n")[1:]]
+    assert headings == ["Refresh failed (50):", "Upstream errors (300):", "Refreshed (50):"]
+    assert "*" not in text
+
+
+def test_email_text_is_plain_and_complete() -> None:
+    notification = build_notification(mixed_bad_run())
+
+    text = notification.email
+    assert text.startswith("ptc-sync: 50 tags refreshed, 50 failed, 300 upstream errors\n\n")
+    assert "Refresh failed (50):\n  - docker-hub/team/svc-0:f0 cccccccccccc → dddddddddddd: import:" in text
+    assert "`" not in text
+    assert ":rotating_light:" not in text
+    assert "&lt;" not in text
+    assert "\nNext steps:\n  - Failed refreshes kept their previous image" in text
+    assert text.rstrip().endswith(f"Run run-0001 · {REGION} · {ACCOUNT}")
+    # email carries every failed tag (the chat description only some)
+    assert all(f"svc-{n}:f{n}" in text for n in range(50))
+
+
+def test_sns_message_is_chatbot_json_by_default_and_text_by_email() -> None:
+    notification = build_notification(mixed_bad_run())
+
+    structure = json.loads(notification.sns_message())
+
+    assert set(structure) == {"default", "email"}
+    assert json.loads(structure["default"]) == chat_notification(mixed_bad_run())
+    assert structure["email"] == notification.email
+
+
+def test_email_text_keeps_outside_text_plain_but_safe() -> None:
+    text = build_notification(
+        run(
+            result(
+                Outcome.REFRESH_FAILED,
+                reason="<!channel> token=ghp_abcdefghijklmnopqrstuvwxyz0123456789\u202e",
+            )
+        )
+    ).email
+
+    assert "<!channel>" in text  # plain text: nothing to escape, nothing renders it
+    assert "ghp_abcdefghijklmnopqrstuvwxyz0123456789" not in text
+    assert "\u202e" not in text
+
+
+def test_first_run_says_what_it_watches_even_when_all_is_fresh() -> None:
+    report = run(
+        result(Outcome.FRESH, tag="lts"),
+        result(Outcome.FRESH, tag="22"),
+        result(Outcome.FRESH, repository="quay/coreos/etcd", rule="quay"),
+    )
+
+    assert not should_publish(report, always=False)
+    assert should_publish(report, always=False, kind=ReportKind.FIRST_RUN)
+    payload = chat_notification(report, kind=ReportKind.FIRST_RUN)
+    assert payload["content"]["title"] == (
+        ":white_check_mark: ptc-sync: watching 3 tags under 2 rules, all fresh"
+    )
+    assert payload["content"]["description"].startswith(
+        "First run since the deploy: ptc-sync now watches 3 tags in 2 repositories under 2 rules."
+    )
+    assert payload["metadata"]["additionalContext"]["kind"] == "first_run"
+    assert "first-run" in payload["content"]["keywords"]
+    assert subject(report, kind=ReportKind.FIRST_RUN) == "ptc-sync: watching 3 tags under 2 rules, all fresh"
+
+
+def test_first_run_with_news_keeps_the_news_and_its_icon() -> None:
+    report = run(refreshed("lts"), result(Outcome.REFRESH_FAILED, tag="22", reason="boom"))
+
+    assert title(report, kind=ReportKind.FIRST_RUN) == (
+        ":rotating_light: ptc-sync: watching 2 tags under 1 rule, 1 tag refreshed, 1 failed"
+    )
+
+
+def test_repaired_and_not_comparable_have_sections_and_next_steps() -> None:
+    report = run(
+        result(
+            Outcome.REPAIRED,
+            tag="lts",
+            cached_digest=digest("a"),
+            upstream_digest=digest("b"),
+            reason="refresh interrupted at put-image: finished",
+        ),
+        result(
+            Outcome.NOT_COMPARABLE,
+            tag="22",
+            cached_digest=digest("c"),
+            upstream_digest="sha512:" + "e" * 128,
+            reason="upstream digest is sha512",
+        ),
+    )
+
+    payload = chat_notification(report)
+    text = payload["content"]["description"]
+
+    assert headline(report) == "ptc-sync: 1 tag not comparable, 1 repaired"
+    assert section(text, "Not comparable (upstream digest of another algorithm)") == [
+        "• `docker-hub/library/node:22` `cccccccccccc` → `eeeeeeeeeeee`: upstream digest is sha512"
+    ]
+    assert section(text, "Repaired (an interrupted refresh finished or rolled back)") == [
+        "• `docker-hub/library/node:lts` `aaaaaaaaaaaa` → `bbbbbbbbbbbb`: "
+        "refresh interrupted at put-image: finished"
+    ]
+    steps = payload["content"]["nextSteps"]
+    assert steps[0].startswith("Not comparable: upstream names these tags by a digest of another algorithm")
+    assert steps[1].startswith("Repaired: a refresh an earlier run left half done")
+    assert "ptc-sync runs run-0001" in steps[1]

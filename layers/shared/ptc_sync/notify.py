@@ -1,4 +1,9 @@
-"""Publishing the per-run report to SNS (chat via AWS Chatbot, email, queues, webhooks)."""
+"""Publishing the per-run report to SNS (chat via AWS Chatbot, email, queues, webhooks).
+
+One publish with ``MessageStructure=json``: the ``default`` entry is the Chatbot custom notification,
+which Chatbot, the chat notifier's Lambda subscription, queues and HTTPS endpoints receive; the
+``email`` entry is its plain-text rendering, so email subscribers read text instead of raw JSON.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,13 @@ from typing import TYPE_CHECKING, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ptc_sync.models import RunReport
-from ptc_sync.report import MAX_LINES_PER_SECTION, MessageAttribute, build_notification, should_publish
+from ptc_sync.report import (
+    MAX_LINES_PER_SECTION,
+    MessageAttribute,
+    ReportKind,
+    build_notification,
+    should_publish,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -17,9 +28,12 @@ if TYPE_CHECKING:
 
 
 class Notifier(Protocol):
-    def publish(self, report: RunReport, *, worth_it: bool | None = None) -> str | None:
+    def publish(
+        self, report: RunReport, *, worth_it: bool | None = None, kind: ReportKind = ReportKind.RUN
+    ) -> str | None:
         """Publish the run's report; the message id, or None when the run was not worth a message.
-        ``worth_it`` overrides that judgement (the fan-out decides it from the run state's alerts)."""
+        ``worth_it`` overrides that judgement (the fan-out decides it from the run state's alerts);
+        ``ReportKind.FIRST_RUN`` is always published ("watching N tags under M rules")."""
         ...
 
 
@@ -46,15 +60,24 @@ class SnsNotifier:
         self._always = always
         self._max_lines_per_section = max_lines_per_section
 
-    def publish(self, report: RunReport, *, worth_it: bool | None = None) -> str | None:
-        decided = should_publish(report, self._always) if worth_it is None else worth_it or self._always
+    def publish(
+        self, report: RunReport, *, worth_it: bool | None = None, kind: ReportKind = ReportKind.RUN
+    ) -> str | None:
+        decided = (
+            should_publish(report, self._always, kind)
+            if worth_it is None
+            else worth_it or self._always or kind is ReportKind.FIRST_RUN
+        )
         if not decided:
             return None
-        notification = build_notification(report, max_lines_per_section=self._max_lines_per_section)
+        notification = build_notification(
+            report, max_lines_per_section=self._max_lines_per_section, kind=kind
+        )
         try:
             response = self._client.publish(
                 TopicArn=self._topic_arn,
-                Message=notification.message,
+                Message=notification.sns_message(),
+                MessageStructure="json",
                 Subject=notification.subject,
                 MessageAttributes=_sns_attributes(notification.attributes),
             )

@@ -34,6 +34,7 @@ from ptc_sync.report import (
     DescriptionSection,
     RepositoryRef,
     Tone,
+    line_weight,
     parse_description,
     parse_repository_arn,
     tone_of,
@@ -148,15 +149,15 @@ class Shown:
     heading: str
     total: int
     lines: tuple[str, ...]
-    more: int
+    more: int  # tags (or errors) left out: a line for tags sharing one reason stands for all of them
 
 
 def shown_sections(report: ChatReport, detail: Detail) -> list[Shown]:
     shown = []
     for section in report.sections:
         lines = section.lines[: detail.lines_per_section]
-        more = section.hidden + len(section.lines) - len(lines)
-        shown.append(Shown(section.heading, section.total, lines, more))
+        dropped = sum(line_weight(line) for line in section.lines[len(lines) :])
+        shown.append(Shown(section.heading, section.total, lines, section.hidden + dropped))
     return shown
 
 

@@ -58,12 +58,23 @@ class _HostRule:
 RULES: Final[Mapping[Channel, _HostRule]] = {
     Channel.SLACK: _HostRule(hosts=frozenset({"hooks.slack.com"}), path_prefix="/services/"),
     # Teams Workflows ("When a Teams webhook request is received") hand out Power Automate URLs.
-    Channel.TEAMS: _HostRule(suffixes=("webhook.office.com", "logic.azure.com", "powerplatform.com")),
+    Channel.TEAMS: _HostRule(suffixes=("logic.azure.com", "powerplatform.com")),
     Channel.DISCORD: _HostRule(
         hosts=frozenset({"discord.com", "discordapp.com"}), path_prefix="/api/webhooks/"
     ),
     Channel.GOOGLE_CHAT: _HostRule(hosts=frozenset({"chat.googleapis.com"}), path_prefix="/v1/spaces/"),
 }
+
+# Office 365 connectors, which Microsoft retired: their incoming webhooks no longer deliver to Teams.
+RETIRED_TEAMS_HOSTS: Final = _HostRule(
+    hosts=frozenset({"outlook.office.com", "outlook.office365.com", "webhook.office.com"}),
+    suffixes=("webhook.office.com",),
+)
+RETIRED_TEAMS_MESSAGE: Final = (
+    "teams webhook URL is a retired Office 365 connector (outlook.office.com or *.webhook.office.com), "
+    'which Microsoft no longer delivers: create a Teams workflow "When a Teams webhook request is '
+    'received" and store its URL (*.logic.azure.com or *.powerplatform.com)'
+)
 
 _SAFE_KEY_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 _MAX_URL_CHARS: Final = 2048
@@ -116,6 +127,8 @@ def validate_webhook(channel: Channel, url: str) -> Webhook:
         raise WebhookConfigError(f"{channel} webhook URL must not carry user information")
     if port not in (None, 443):
         raise WebhookConfigError(f"{channel} webhook URL must use the default https port")
+    if channel is Channel.TEAMS and RETIRED_TEAMS_HOSTS.allows_host(parts.hostname or ""):
+        raise WebhookConfigError(RETIRED_TEAMS_MESSAGE)
     if not rule.allows_host(parts.hostname or ""):
         raise WebhookConfigError(f"{channel} webhook URL host is not {rule.describe()}")
     if not parts.path.startswith(rule.path_prefix):
