@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from ptc_sync import mediatypes as mt
 from ptc_sync.checker import Checker
+from ptc_sync.discovery import Discovery
 from ptc_sync.ecr import EcrError, Manifest
 from ptc_sync.journal import LocalJournal
 from ptc_sync.models import (
@@ -480,13 +481,16 @@ class Fakes:
             now=self.clock.now,
         )
 
+    def discovery(self) -> Discovery:
+        return Discovery(self.ecr, self.journal, self.settings, now=self.clock.now)  # type: ignore[arg-type]
+
     def engine(self) -> SyncEngine:
         return SyncEngine(
             self.ecr,  # type: ignore[arg-type]
             self.registry,
             self.refresher(),
             self.settings,
-            self.journal,
+            self.discovery(),
             now=self.clock.now,
         )
 
@@ -495,6 +499,7 @@ class Fakes:
             self.engine(),
             self.state,
             self.notifier,
+            discovery=self.discovery(),
             refresher=self.refresher(),
             repairer=self.repairer(),
             journal=self.journal,
@@ -502,7 +507,9 @@ class Fakes:
         )
 
     def planner(self) -> Planner:
-        return Planner(self.engine(), self.queue, self.state, repairs=self.repairer())
+        return Planner(
+            self.engine(), self.queue, self.state, discovery=self.discovery(), repairs=self.repairer()
+        )
 
     # -- the world -----------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
+from ptc_sync.discovery import Discovery, Target, is_cache
 from ptc_sync.ecr import EcrError
 from ptc_sync.journal import RefreshJournal
 from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes
@@ -30,7 +31,7 @@ from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.repair import Repairer
 from ptc_sync.report import RECOVERED
 from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown
-from ptc_sync.sync import SyncEngine, Target, UpstreamResolver, is_cache
+from ptc_sync.sync import SyncEngine, UpstreamResolver
 from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
 from ptc_sync.work import WorkItem, WorkKind
 
@@ -91,6 +92,7 @@ class Checker:
         state: StateStore,
         notifier: Notifier | None,
         *,
+        discovery: Discovery,
         refresher: Refresher,
         repairer: Repairer,
         journal: RefreshJournal,
@@ -98,6 +100,7 @@ class Checker:
         metrics_namespace: str = "PtcSync",
     ) -> None:
         self.engine = engine
+        self.discovery = discovery
         self.refresher = refresher
         self.repairer = repairer
         self.journal = journal
@@ -139,7 +142,7 @@ class Checker:
         self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None
     ) -> list[TagResult]:
         """Repairs first (a repaired tag's result stands for it in this run); then the check."""
-        rule = rule_for_repository(self.engine.rules(), item.repository)
+        rule = rule_for_repository(self.discovery.rules(), item.repository)
         repaired = self.repairer.sweep(item.repository, rule.prefix if rule else "")
         done = {r.tag for r in repaired}
         rest = [t for t in item.tags if t not in done]
@@ -182,14 +185,14 @@ class Checker:
         tags, echoes = self._echoes(item, tags, now)
         if item.tags and not tags:
             return echoes
-        found = self.engine.discover_repository(item.repository, tags)
+        found = self.discovery.discover_repository(item.repository, tags)
+        if found.gone is not None:  # permanent: retrying cannot help, report it
+            reason = str(found.gone)
+            return echoes + [
+                TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=reason) for tag in tags
+            ]
         if found.errors and not (found.targets or found.skipped):
-            reason = "; ".join(found.errors)
-            if "not under any pull-through cache rule" in reason or "no such repository" in reason:
-                return echoes + [  # permanent: retrying cannot help, report it
-                    TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=reason) for tag in tags
-                ]
-            raise RetryableError(reason)
+            raise RetryableError("; ".join(found.errors))
         states = self.state.tag_states((t.cached.repository, t.cached.tag) for t in found.targets)
         cooldown = timedelta(minutes=self.settings.refresh_cooldown_minutes)
 
@@ -220,7 +223,7 @@ class Checker:
         return results
 
     def _warm(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
-        matched = rule_for_repository(self.engine.rules(), item.repository)
+        matched = rule_for_repository(self.discovery.rules(), item.repository)
         if matched is None:
             reason = "not under any pull-through cache rule"
             return [TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=reason) for tag in item.tags]
@@ -249,7 +252,7 @@ class Checker:
         if rule.prefix.strip().rstrip("/") != ROOT:
             return True
         try:
-            repo = self.engine.ecr.cached_repository(repository, rule)
+            repo = self.discovery.ecr.cached_repository(repository, rule)
         except EcrError as exc:
             raise RetryableError(str(exc)) from exc
         return repo is None or is_cache(repo, self.settings.repository_include)

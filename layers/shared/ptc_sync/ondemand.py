@@ -149,6 +149,7 @@ class RequestPlanner:
     def __init__(self, planner: Planner, *, window: RequestWindow | None = None) -> None:
         self.planner = planner
         self.engine = planner.engine
+        self.discovery = planner.discovery
         self.window = window
 
     def _foreign(self, account: str) -> str | None:
@@ -179,10 +180,10 @@ class RequestPlanner:
                 },
             )
             kind = WorkKind.WARM  # retry the import (and warm it) through the cache
-        if not self.engine.in_scope(action.repository_name):
+        if not self.discovery.in_scope(action.repository_name):
             plan.errors.append(f"{action.repository_name}: outside PTC_REPOSITORY_INCLUDE/EXCLUDE")
             return plan
-        if rule_for_repository(self.engine.rules(), action.repository_name) is None:
+        if rule_for_repository(self.discovery.rules(), action.repository_name) is None:
             plan.errors.append(f"{action.repository_name}: not under any pull-through cache rule in scope")
             return plan
         plan.items.append(
@@ -214,9 +215,11 @@ class RequestPlanner:
         selection = Selection(plan)
         if request.reason:
             logger.info("sync request", extra={"run_id": plan.run_id, "reason": request.reason})
-        rules = self.engine.rules()
+        rules = self.discovery.rules()
         try:
-            repos = [r for r in self.engine.ecr.cached_repositories(rules) if self.engine.in_scope(r.name)]
+            repos = [
+                r for r in self.discovery.ecr.cached_repositories(rules) if self.discovery.in_scope(r.name)
+            ]
         except EcrError as exc:
             plan.errors.append(str(exc))
             return selection
@@ -235,7 +238,9 @@ class RequestPlanner:
                 )
         for repo in chosen:
             try:
-                cached = [c.tag for c in self.engine.ecr.tagged_images(repo.name) if not is_backup_tag(c.tag)]
+                cached = [
+                    c.tag for c in self.discovery.ecr.tagged_images(repo.name) if not is_backup_tag(c.tag)
+                ]
             except EcrError as exc:
                 plan.errors.append(str(exc))
                 continue

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ptc_sync.discovery import Discovery
 from ptc_sync.journal import Lease
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.names import parse_tagged_image
@@ -78,10 +79,12 @@ class Planner:
         queue: WorkQueue,
         state: StateStore,
         *,
+        discovery: Discovery,
         repairs: Repairs,
         parameters: ParameterSource | None = None,
     ) -> None:
         self.engine = engine
+        self.discovery = discovery
         self.queue = queue
         self.state = state
         self.repairs = repairs
@@ -92,7 +95,7 @@ class Planner:
         now = self.engine.now()
         dry = self.settings.dry_run if dry_run is None else dry_run
         plan = Plan(run_id or new_run_id(now))
-        found = self.engine.discover()
+        found = self.discovery.discover()
         plan.errors.extend(found.errors)
         plan.skipped.extend(found.skipped)
         cached = {(t.repository.name, t.cached.tag) for t in found.targets} | {
@@ -122,7 +125,7 @@ class Planner:
             repository, tag = parse_tagged_image(image)
             if (repository, tag) in cached and (repository, tag) not in warming:
                 continue  # cached: checked like any other tag
-            if rule_for_repository(self.engine.rules(), repository) is None:
+            if rule_for_repository(self.discovery.rules(), repository) is None:
                 plan.errors.append(f"pre-warm {image}: not under any pull-through cache rule in scope")
                 continue
             warm.setdefault(repository, []).append(tag)
@@ -188,7 +191,7 @@ class Planner:
         return prewarm, specs
 
     def _new_tags(self, spec: DiscoverySpec, cached: set[tuple[str, str]], plan: Plan) -> list[str]:
-        rule = rule_for_repository(self.engine.rules(), spec.repository)
+        rule = rule_for_repository(self.discovery.rules(), spec.repository)
         if rule is None:
             plan.errors.append(f"discover {spec.repository}: not under any pull-through cache rule in scope")
             return []

@@ -27,6 +27,7 @@ from ptc_sync.credentials import (
     RuleCredentialProvider,
     SecretsManagerCredentials,
 )
+from ptc_sync.discovery import Discovery
 from ptc_sync.ecr import EcrAdapter
 from ptc_sync.journal import BackupLedger, DynamoJournal, LocalJournal, RefreshJournal
 from ptc_sync.notify import Notifier, SnsNotifier
@@ -70,7 +71,14 @@ class App:
 
     def planner(self) -> Planner:
         state, queue = self.fanout()
-        return Planner(self.engine, queue, state, repairs=self.repairer, parameters=_ssm_json)
+        return Planner(
+            self.engine,
+            queue,
+            state,
+            discovery=self.engine.discovery,
+            repairs=self.repairer,
+            parameters=_ssm_json,
+        )
 
     def checker(self) -> Checker:
         state, _queue = self.fanout()
@@ -78,6 +86,7 @@ class App:
             self.engine,
             state,
             self.notifier,
+            discovery=self.engine.discovery,
             refresher=self.engine.refresher,
             repairer=self.repairer,
             journal=self.journal,
@@ -153,9 +162,10 @@ def build_app(
     queue: WorkQueue | None = None
     if settings.queue_url:
         queue = SqsWorkQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url)
+    discovery = Discovery(ecr, journal, settings, now=now)
     return App(
         settings=settings,
-        engine=SyncEngine(ecr, registry, refresher, settings, journal, now=now),
+        engine=SyncEngine(ecr, registry, refresher, settings, discovery, now=now),
         journal=journal,
         ledger=journal,
         repairer=Repairer(ecr, journal, journal, refresher, owner=owner, now=now),
