@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import boto3
+import pytest
 
 from ptc_sync import wiring
 from ptc_sync.models import Outcome, TagResult
@@ -137,7 +138,7 @@ def test_a_failure_is_alerted_once_while_it_persists_then_on_recovery(
 
     assert outcome_counts(app, failed["run_id"]) == {"refresh_failed": 1}
     assert run_id_of(alert) == failed["run_id"]
-    assert "*Refresh failed* (1)" in alert["content"]["description"]
+    assert "Refresh failed (1):" in alert["content"]["description"]
     assert f"`{name}:lts`" in alert["content"]["description"]
     assert outcome_counts(app, persists["run_id"]) == {"refresh_failed": 1}
     assert quiet == [], "the same failure is not told again"
@@ -248,4 +249,41 @@ def test_a_failure_that_recovers_without_a_refresh_is_told(
     (recovery,) = reports(box)
     assert run_id_of(recovery) == recovered["run_id"]
     assert "1 tag recovered" in recovery["content"]["title"]
-    assert f"`{name}:lts`" in recovery["content"]["description"].split("*Recovered*", 1)[1]
+    assert f"`{name}:lts`" in recovery["content"]["description"].split("Recovered (", 1)[1]
+
+
+def test_the_first_scheduled_run_on_a_fresh_fleet_says_what_it_watches_once(
+    box: Sandbox, stack: Stack, unique_repo: str
+) -> None:
+    """A new user must be able to tell it works: the first run after a deploy posts one "watching"
+    message even though every tag is fresh; the next fresh run posts nothing."""
+    box.pusher.push_image(unique_repo, "lts", layers=1)
+    cache(box, unique_repo, "lts")
+    use(box, repository_include=f"ecr-public/{unique_repo}")
+
+    first, _ = schedule(stack)
+    (message,) = reports(box)
+    second, _ = schedule(stack)
+
+    assert outcome_counts(use(box), first["run_id"]) == {"fresh": 1}
+    assert run_id_of(message) == first["run_id"]
+    assert "watches 1 tag" in message["content"]["description"]
+    assert reports(box) == [], "a fresh run after the first says nothing"
+    assert second["tags"] == 1
+
+
+def test_a_run_over_an_empty_scope_still_counts_as_completed(
+    box: Sandbox, stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The heartbeat alarm reads RunsCompleted: a run with nothing to check is completed by the
+    planner (no checker will), so an empty fleet is not mistaken for a broken schedule."""
+    use(box, repository_include="nothing-here/*")
+    capsys.readouterr()
+
+    planned, _ = schedule(stack)
+
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    completed = [b for b in blobs if "RunsCompleted" in b]
+    assert planned["tags"] == 0
+    assert [b["RunsCompleted"] for b in completed] == [[1.0]]
+    assert completed[0]["TagsChecked"] == [0.0]

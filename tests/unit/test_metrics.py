@@ -25,6 +25,7 @@ COUNT_METRICS = [
     "UpstreamMissing",
     "RateLimited",
     "Immutable",
+    "ImagesWarming",
 ]
 
 

@@ -29,7 +29,7 @@ from ptc_sync.notify import Notifier, NotifyError
 from ptc_sync.refresh import Refresher
 from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.repair import Repairer
-from ptc_sync.report import RECOVERED
+from ptc_sync.report import RECOVERED, ReportKind
 from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown
 from ptc_sync.sync import SyncEngine, UpstreamResolver
 from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
@@ -38,6 +38,7 @@ from ptc_sync.work import WorkItem, WorkKind
 logger = Logger(child=True)
 
 NOTIFY = "notify"  # TagResult.details key: "true" when this result is news for chat
+FIRST_SEEN = "first_seen"  # TagResult.details key: "true" when the tag had no state before this check
 # A notable outcome is news the first time a tag shows it; failures follow should_alert.
 NEWS_ON_CHANGE = frozenset({Outcome.STALE, Outcome.UPSTREAM_MISSING, Outcome.IMMUTABLE, Outcome.RATE_LIMITED})
 
@@ -126,7 +127,8 @@ class Checker:
             known = self.state.tag_states(
                 ((r.repository, r.tag) for r in results if r.repository and r.tag), consistent=False
             )
-            annotated = [self._record(result, now, known) for result in results]
+            scheduled = item.source == "schedule"
+            annotated = [self._record(result, now, known, scheduled=scheduled) for result in results]
         except StateError:
             # the refreshes happened: say so in the log even though their state is not stored
             log_results(results, item.run_id, item.dry_run)
@@ -331,7 +333,9 @@ class Checker:
 
     # -- state and summary ---------------------------------------------------------------------------
 
-    def _record(self, result: TagResult, now: datetime, known: dict[tuple[str, str], TagState]) -> TagResult:
+    def _record(
+        self, result: TagResult, now: datetime, known: dict[tuple[str, str], TagState], *, scheduled: bool
+    ) -> TagResult:
         """Fold the result into the tag's state (no write when it changes nothing); ``known`` holds
         the states read for this item (a tag missing from it has none) and is kept current."""
         if not result.repository or not result.tag:
@@ -344,6 +348,8 @@ class Checker:
         details = {**result.details, NOTIFY: "true" if news else "false"}
         if update.alert and result.outcome is Outcome.FRESH:
             details[RECOVERED] = "true"  # the alerted failure ended: tell it
+        if update.previous is None and scheduled:
+            details[FIRST_SEEN] = "true"  # a scheduled run of only such tags is the first after a deploy
         return dataclasses.replace(result, stale_since=stale_since, details=details)
 
     def summarise(self, run_id: str, *, dry_run: bool) -> str | None:
@@ -366,7 +372,11 @@ class Checker:
         if self.notifier is None:
             return None
         try:
-            return self.notifier.publish(report, worth_it=news)
+            # the first run after a deploy says "watching N tags under M rules", news or not
+            # (when it has news, the run's report tells it: the news matters more)
+            first = not news and bool(results) and all(r.details.get(FIRST_SEEN) == "true" for r in results)
+            kind = ReportKind.FIRST_RUN if first else ReportKind.RUN
+            return self.notifier.publish(report, worth_it=news or first, kind=kind)
         except NotifyError as exc:
             logger.error("run report not published", extra={"run_id": run_id, "reason": str(exc)})
             return None

@@ -499,8 +499,12 @@ def _tag_state_values(state: TagState) -> dict[str, AttributeValueTypeDef | None
 
 
 def _stored(result: TagResult) -> bool:
-    """Fresh results are only counted, unless they tell of a recovery (``details.recovered``)."""
-    return result.outcome is not Outcome.FRESH or result.details.get("recovered") == "true"
+    """Fresh results are only counted, unless they tell of a recovery (``details.recovered``) or of
+    a tag seen for the first time (``details.first_seen``: once per tag, what the first-run message
+    after a deploy counts)."""
+    if result.outcome is not Outcome.FRESH:
+        return True
+    return result.details.get("recovered") == "true" or result.details.get("first_seen") == "true"
 
 
 def _result_item(run_id: str, result: TagResult, recorded_at: datetime, expires_at: int) -> Item:

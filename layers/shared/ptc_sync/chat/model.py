@@ -190,16 +190,25 @@ def _safe_section(section: DescriptionSection) -> DescriptionSection:
     )
 
 
+MAX_PROBLEMS: Final = 10  # a refusal names this many validation problems at most
+
+
 def parse_report(message: str, *, dashboard_url: str | None = None) -> ChatReport:
     """Read one SNS message body; ReportFormatError when it is not a ptc-sync run report."""
     try:
         notification = _Notification.model_validate(json.loads(message))
     except json.JSONDecodeError:
         raise ReportFormatError("the SNS message is not JSON") from None
+    except RecursionError:
+        raise ReportFormatError("the SNS message is not JSON a report could be (nested too deeply)") from None
     except ValidationError as exc:
+        errors = exc.errors()
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']) or 'message'}: {err['msg']}" for err in exc.errors()
+            f"{('.'.join(str(part) for part in err['loc']) or 'message')[:64]}: {err['msg'][:200]}"
+            for err in errors[:MAX_PROBLEMS]
         )
+        if len(errors) > MAX_PROBLEMS:
+            problems += f"; and {len(errors) - MAX_PROBLEMS} more problems"
         raise ReportFormatError(f"not an AWS Chatbot custom notification: {problems}") from None
     metadata = notification.metadata
     if metadata.eventType != EVENT_TYPE:

@@ -54,7 +54,7 @@ def deliver_sns_event(raw_event: object) -> dict[str, Any]:
             logger.error("record refused", extra={"message_id": sns.MessageId[:100], "reason": refusal})
             refused.append({"message_id": sns.MessageId[:100], "status": "refused", "reason": refusal})
             continue
-        summary, failed = notifier.deliver(sns.MessageId, str(sns.Message))
+        summary, failed = notifier.deliver(sns.MessageId[:100], str(sns.Message))
         messages.append(summary)
         failures.extend(failed)
     if failures:
