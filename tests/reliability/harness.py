@@ -70,7 +70,7 @@ HOP_HEADERS = frozenset({"connection", "transfer-encoding", "keep-alive", "conte
 class UpstreamFault:
     method: str | None  # None: any
     match: Callable[[str], bool]  # on the request path (query included)
-    reply: Reply
+    reply: Reply | Callable[[Recorded], Reply]  # a callable answers from the request (an echo)
     times: int | None  # None: every matching request
     hits: int = 0
 
@@ -93,7 +93,7 @@ class FaultyUpstream(FaultServer):
     def inject(
         self,
         match: Callable[[str], bool],
-        reply: Reply,
+        reply: Reply | Callable[[Recorded], Reply],
         *,
         method: str | None = None,
         times: int | None = None,
@@ -124,7 +124,7 @@ class FaultyUpstream(FaultServer):
                 if fault.times is not None and fault.hits >= fault.times:
                     continue
                 fault.hits += 1
-                return fault.reply
+                return fault.reply(rec) if callable(fault.reply) else fault.reply
         return self._proxy(rec)
 
     def _proxy(self, rec: Recorded) -> Reply:

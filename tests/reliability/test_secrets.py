@@ -18,7 +18,7 @@ from ptc_sync import cli
 from ptc_sync.chat import wiring as chat_wiring
 from ptc_sync.chat.settings import ChatSettings
 from ptc_sync.report import build_notification
-from testbed.fault_server import Reply
+from testbed.fault_server import Recorded, Reply
 from testbed.registry import RegistryServer
 from testbed.runtime import FakeContext
 from testbed.sandbox import HUB_HOST, HUB_USER, PUBLIC_HOST
@@ -37,6 +37,7 @@ def forms(secret: str, user: str | None = None) -> set[str]:
     return found
 
 
+PAIR = base64.b64encode(f"{HUB_USER[0]}:{HUB_USER[1]}".encode()).decode()
 SECRETS = (
     forms(HUB_USER[1], HUB_USER[0])
     | forms(ECR_TOKEN_PASSWORD, "AWS")
@@ -87,6 +88,42 @@ def test_no_secret_in_logs_reports_messages_errors_or_cli_output(
         seen += out.texts + [json.dumps(d) for d in out.dead_letters] + [json.dumps(out.planned)]
         seen += [json.dumps(m) for m in box.messages()]
         assert any("HTTP 401" in r.reason for r in out.results), out.text()
+
+        # 2b. an upstream that echoes the credentials it was sent into its error body: the run's
+        #     state items (tag state, results, the journal) and the CLI reading them back stay clean
+        echo = harness.cache_repo(world, "secret-echoed", stale=("stable",), prefix="docker-hub")
+        world.upstream.heal()
+        world.upstream.inject(lambda p: p == "/v2/", Reply(401, {"WWW-Authenticate": 'Basic realm="u"'}))
+
+        def echoed(rec: Recorded) -> Reply:
+            auth = rec.header("authorization") or ""
+            decoded = base64.b64decode(auth.removeprefix("Basic ") or "").decode(errors="replace")
+            body = json.dumps({"errors": [{"code": "DENIED", "message": f"bad {auth} ({decoded})"}]})
+            return Reply(
+                401,
+                {"Content-Type": "application/json", "WWW-Authenticate": 'Basic realm="u"'},
+                body.encode(),
+            )
+
+        echo_prefix = f"/v2/{echo.upstream_repo}/"
+        # HEAD answers 405, so the client falls back to GET, whose error body is read and quoted
+        world.upstream.inject(lambda p, prefix=echo_prefix: p.startswith(prefix), Reply(405), method="HEAD")
+        world.upstream.inject(lambda p, prefix=echo_prefix: p.startswith(prefix), echoed, method="GET")
+        app = harness.build(world, repository_include=echo.name)
+        out = harness.run_fanout(world, app, app, lambda: caplog.records)
+        assert any("DENIED: bad Basic" in r.reason for r in out.results), out.text()
+        echoed_back = [r for r in world.upstream.requests if r.path.startswith(echo_prefix)]
+        assert any(PAIR in (r.header("authorization") or "") for r in echoed_back), "the echo got the secret"
+        seen += out.texts + [json.dumps(out.planned)] + [json.dumps(m) for m in box.messages()]
+        items = world.client("dynamodb").scan(TableName=box.table_name)["Items"]
+        assert any("secret-echoed" in json.dumps(i) for i in items), "the run's items are in the scan"
+        seen += [json.dumps(item) for item in items]
+        for command in (["history", "--since", "2d"], ["runs", "--output", "json"]):
+            code = cli.main([*command, "--region", "us-east-1", "--table", box.table_name])
+            captured = capsys.readouterr()
+            assert code in {0, 1}, captured.err
+            seen += [captured.out, captured.err]
+        world.upstream.heal()
 
         # 3. a chat webhook failing, retried and given up
         server = WebhookServer()
