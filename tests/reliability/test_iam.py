@@ -18,6 +18,7 @@ exactly the functions that send to it send.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import threading
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 from botocore.client import BaseClient
 
+from ptc_sync import mediatypes as mt
 from ptc_sync.chat import wiring as chat_wiring
 from ptc_sync.chat.settings import ChatSettings
 from ptc_sync.queue import QueueError
@@ -424,12 +426,12 @@ def evaluator_for(recorded: Recorded, **overrides: str) -> Evaluator:
     )
 
 
-def granted(function_id: str, recorded: Recorded, **overrides: str) -> list[Statement]:
-    evaluator = evaluator_for(recorded, **overrides)
+def statements_of(evaluator: Evaluator, documents: list[Any], where: str) -> list[Statement]:
+    """The statements of policy documents, as the evaluator resolves them for its parameters."""
     topic = evaluator.value({"Ref": "ReportTopic"})
     statements = []
-    for policy in evaluator.value(evaluator.template["Resources"][function_id]["Properties"]["Policies"]):
-        assert isinstance(policy, dict), f"{function_id}: only inline policy documents ({policy!r})"
+    for policy in documents:
+        assert isinstance(policy, dict), f"{where}: only inline policy documents ({policy!r})"
         for st in policy["Statement"]:
             assert st["Effect"] in {"Allow", "Deny"}
             assert st["Effect"] == "Allow" or "NotResource" in st, (
@@ -450,6 +452,12 @@ def granted(function_id: str, recorded: Recorded, **overrides: str) -> list[Stat
                 )
             )
     return statements
+
+
+def granted(function_id: str, recorded: Recorded, **overrides: str) -> list[Statement]:
+    evaluator = evaluator_for(recorded, **overrides)
+    policies = evaluator.value(evaluator.template["Resources"][function_id]["Properties"]["Policies"])
+    return statements_of(evaluator, policies, function_id)
 
 
 def permitted(statements: list[Statement], need: Need) -> bool:
@@ -583,3 +591,70 @@ def test_only_the_functions_that_queue_work_may_send_to_the_work_queue(recorded:
     assert sorted(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]) == roles
     assert (allow["Effect"], allow["Action"]) == ("Allow", "sqs:SendMessage")
     assert sorted(allow["Principal"]["AWS"]) == roles
+
+
+# -- the consumer policy: what the roles that pull through the cache are given --------------------------
+
+
+def consumer_statements(recorded: Recorded, **overrides: str) -> list[Statement]:
+    evaluator = evaluator_for(recorded, **overrides)
+    document = evaluator.value(evaluator.template["Resources"]["CacheConsumerPolicy"]["Properties"])
+    return statements_of(evaluator, [document["PolicyDocument"]], "CacheConsumerPolicy")
+
+
+def pull_needs(recorded: Recorded, repository: str, tag: str) -> list[Need]:
+    """A pull as docker makes it through the emulated cache (login, manifest by tag, every blob), in a
+    session of its own, turned into what IAM is asked for."""
+    session = harness.new_session()
+    faults = harness.SessionFaults(session)
+    ecr = session.client("ecr")
+    ecr.get_authorization_token()
+    image = ecr.batch_get_image(
+        repositoryName=repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=sorted(mt.MANIFEST_TYPES)
+    )["images"][0]
+    manifest = json.loads(image["imageManifest"])
+    blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+    ecr.batch_check_layer_availability(repositoryName=repository, layerDigests=blobs)
+    for blob in blobs:
+        ecr.get_download_url_for_layer(repositoryName=repository, layerDigest=blob)
+    calls = [Call("consumer", service, op, REGION, params) for service, op, params in faults.calls]
+    return [need for call in calls for need in needs(call, recorded.world)]
+
+
+def test_the_consumer_policy_lets_a_role_pull_through_the_cache_first_and_later(recorded: Recorded) -> None:
+    world = recorded.world
+    upstream = world.name("consumer")
+    world.box.pusher.push_image(upstream, "1.0", layers=2)
+    name = f"ecr-public/{upstream}"
+    # a first pull imports: ECR also asks for the two permission-only actions on the caller's behalf
+    first = [
+        *pull_needs(recorded, name, "1.0"),
+        Need("ecr:BatchImportUpstreamImage", repository_arn(name)),
+        Need("ecr:CreateRepository", repository_arn(name)),
+    ]
+    later = pull_needs(recorded, name, "1.0")
+    policy = consumer_statements(recorded)
+
+    assert {n.action for n in first} >= {
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    }
+    assert [n for n in first if not permitted(policy, n)] == []
+    assert [n for n in later if not permitted(policy, n)] == []
+
+    without_import = [
+        dataclasses.replace(s, actions=tuple(a for a in s.actions if a != "ecr:BatchImportUpstreamImage"))
+        for s in policy
+    ]
+    assert [n.action for n in first if not permitted(without_import, n)] == ["ecr:BatchImportUpstreamImage"]
+    assert all(permitted(without_import, n) for n in later), "a later pull reads the cache only"
+
+
+def test_the_consumer_policy_imports_only_under_the_rule_prefixes(recorded: Recorded) -> None:
+    policy = consumer_statements(recorded)
+    outside = repository_arn("team/app")
+    assert not permitted(policy, Need("ecr:BatchImportUpstreamImage", outside))
+    assert not permitted(policy, Need("ecr:CreateRepository", outside))
+    assert permitted(policy, Need("ecr:BatchImportUpstreamImage", repository_arn("docker-hub/library/node")))
+    assert not any(s.effect == "Allow" and "ecr:PutImage" in s.actions for s in policy), "no writes"

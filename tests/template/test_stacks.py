@@ -28,6 +28,7 @@ NAME_PROPERTY = {
     "AWS::DynamoDB::Table": "TableName",
     "AWS::Events::EventBus": "Name",
     "AWS::Events::Rule": "Name",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
     "AWS::IAM::Role": "RoleName",
     "AWS::KMS::Key": None,
     "AWS::Lambda::Function": "FunctionName",
