@@ -427,6 +427,12 @@ def check_invariant(
         fields = record.__dict__
         if fields.get("outcome") == "refreshed" and fields.get("repository") == cached.name:
             verified.setdefault(str(fields.get("tag")), fields.get("upstream_digest"))
+    return tag_problems(cached, after, verified)
+
+
+def tag_problems(cached: Cached, after: Mapping[str, str], verified: Mapping[str, str | None]) -> list[str]:
+    """Each tag present before is present after, on its old digest or on upstream's new one where
+    ``verified`` (tag → digest a result verified) names it."""
     problems = []
     for tag, old in cached.before.items():
         now = after.get(tag)

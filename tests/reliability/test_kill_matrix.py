@@ -109,13 +109,7 @@ def problems_after(world: World, cached: Cached, results: list[TagResult], app: 
         known = app.app.state.tag_state(cached.name, tag)  # fresh results are counted, not stored
         if known is not None and known.outcome is Outcome.FRESH and known.upstream_digest == after.get(tag):
             verified.setdefault(tag, known.upstream_digest)
-    problems = []
-    for tag, old in cached.before.items():
-        now = after.get(tag)
-        if now is None:
-            problems.append(f"{cached.name}:{tag} is gone (was {old})")
-        elif now != old and not (now == verified.get(tag) == cached.new.get(tag)):
-            problems.append(f"{cached.name}:{tag} shows {now}: neither the old {old} nor a verified new one")
+    problems = harness.tag_problems(cached, after, verified)
     open_leases = app.app.journal.open_leases(cached.name)
     if open_leases:
         problems.append(f"left open: {[(lease.tag, lease.phase.value) for lease in open_leases]}")

@@ -105,6 +105,18 @@ def newest_first(records: Iterable[BackupRecord]) -> list[BackupRecord]:
     return sorted(records, key=lambda r: (r.created_at, r.backup_tag), reverse=True)
 
 
+def removing(lease: Lease, *, old_digest: str, backup_tag: str, expected_digest: str, now: datetime) -> Lease:
+    """The intent a lease becomes before its tag is removed (held for a whole LEASE from now)."""
+    return replace(
+        lease,
+        phase=Phase.REMOVING,
+        old_digest=old_digest,
+        backup_tag=backup_tag,
+        expected_digest=expected_digest,
+        until=max(lease.until, now + LEASE),
+    )
+
+
 class LeaseHeldError(Exception):
     """Another refresher holds the tag (or took it over): this one must touch nothing."""
 
@@ -259,13 +271,8 @@ class DynamoJournal:
     def mark_removing(
         self, lease: Lease, *, old_digest: str, backup_tag: str, expected_digest: str, now: datetime
     ) -> Lease:
-        intent = replace(
-            lease,
-            phase=Phase.REMOVING,
-            old_digest=old_digest,
-            backup_tag=backup_tag,
-            expected_digest=expected_digest,
-            until=max(lease.until, now + LEASE),
+        intent = removing(
+            lease, old_digest=old_digest, backup_tag=backup_tag, expected_digest=expected_digest, now=now
         )
         try:
             self._put(
@@ -421,13 +428,8 @@ class LocalJournal:
     def mark_removing(
         self, lease: Lease, *, old_digest: str, backup_tag: str, expected_digest: str, now: datetime
     ) -> Lease:
-        intent = replace(
-            lease,
-            phase=Phase.REMOVING,
-            old_digest=old_digest,
-            backup_tag=backup_tag,
-            expected_digest=expected_digest,
-            until=max(lease.until, now + LEASE),
+        intent = removing(
+            lease, old_digest=old_digest, backup_tag=backup_tag, expected_digest=expected_digest, now=now
         )
         return self._replace_if(lease, intent, lambda held: held.owner == lease.owner)
 
