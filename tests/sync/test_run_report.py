@@ -76,7 +76,8 @@ def test_sns_message_is_a_chatbot_custom_notification(outcome: dict[str, Any]) -
     assert any(f"`{names['gone']}:1`" in line for line in lines)
     assert not any(f"`{names['same']}:1`" in line for line in lines), "fresh tags are not listed"
     meta = body["metadata"]
-    assert meta["threadId"] == f"ptc-sync-{ACCOUNT}-{REGION}"
+    assert meta["threadId"].startswith(f"ptc-sync-{ACCOUNT}-{REGION}-"), "one thread per UTC day"
+    assert len(meta["threadId"].rsplit("-", 3)[-3]) == 4, meta["threadId"]
     assert f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{names['multi']}" in meta["relatedResources"]
     assert meta["additionalContext"]["runId"] == outcome["summary"]["run_id"]
 

@@ -70,6 +70,12 @@ def test_fresh_tags_cause_no_ecr_writes(box: Sandbox, stack: Stack, unique_repo:
     assert summary["counts"] == {"fresh": 3}
     assert not WRITES & {op for op, _ in spy.calls}
     assert box.tags(name) == {f"v{i}": img.digest for i, img in enumerate(images)}
+    first = box.messages()
+    assert len(first) == 1, "the first run over these tags says what it watches"
+    assert "watches 3 tags" in json.loads(first[0]["Message"])["content"]["description"]
+    again = run_stack(box, stack, app=app)
+    assert again["counts"] == {"fresh": 3}
+    assert not WRITES & {op for op, _ in spy.calls}
     assert box.messages() == [], "a quiet run publishes nothing"
 
 
