@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from ptc_sync.journal import LEASE
 from ptc_sync.work import WorkKind
-from tests.fakes import Fakes
+from tests.fakes import Fakes, image
 
 REPO = "docker-hub/library/node"
 
@@ -58,3 +59,21 @@ def test_send_starts_the_run_and_queues_the_items() -> None:
     assert planner.send(plan) == 1
     assert fakes.queue.sent == plan.items
     assert fakes.state.run_progress(plan.run_id) is not None
+
+
+def test_semver_discovery_passes_the_variant_and_prerelease_options() -> None:
+    """A discovery spec's ``variant`` picks one flavour and ``include_prerelease`` admits
+    pre-releases: the planner hands both to the version matcher (they were parsed and ignored)."""
+    tags = ("3.13.1", "3.13.2", "3.13.2-slim", "3.13.1-slim", "3.14.0-rc.1", "3.14.0-rc.1-slim")
+    fakes = Fakes(
+        discover=json.dumps(
+            [
+                {"repository": REPO, "semver": ">=3.13.0", "max_new": 1, "variant": "slim"},
+                {"repository": REPO, "semver": ">=3.13.0-0", "max_new": 1, "include_prerelease": True},
+            ]
+        )
+    )
+    for tag in tags:
+        fakes.upstream.push("library/node", tag, image(tag))
+    warm = [i for i in fakes.planner().plan().items if i.kind is WorkKind.WARM]
+    assert sorted(t for i in warm for t in i.tags) == ["3.13.2-slim", "3.14.0-rc.1"]

@@ -206,7 +206,9 @@ class Planner:
             plan.errors.append(f"discover {spec.repository}: {exc}")
             return []
         if spec.semver:
-            candidates = newest_matching(upstream_tags, spec.semver)
+            candidates = newest_matching(
+                upstream_tags, spec.semver, variant=spec.variant, include_prerelease=spec.include_prerelease
+            )
         else:
             candidates = newest_named(upstream_tags, spec.pattern or "")
         # the newest max_new matching tags, those not cached yet: never older ones in their place
