@@ -355,6 +355,8 @@ class StateStore(Protocol):
 
     def start_run(self, run_id: str, expected_items: int, started_at: datetime) -> None: ...
 
+    def extend_run(self, run_id: str, more_items: int, key: str) -> None: ...
+
     def record_results(
         self, run_id: str, results: Sequence[TagResult], *, batch_id: str | None = None
     ) -> bool: ...
@@ -914,10 +916,46 @@ class DynamoStateStore:
         except ConditionFailedError:
             raise self._error("PutItem", RUN_ALREADY_STARTED, f"run {run_id} exists") from None
 
+    def extend_run(self, run_id: str, more_items: int, key: str) -> None:
+        """A scan splits: the run waits for ``more_items`` more work items. Once per ``key`` (a
+        retried scan extends nothing twice), in one transaction with its marker, and before the
+        items are sent, so the run cannot complete without them."""
+        split: Any = {
+            "TableName": self.table_name,
+            "Item": {
+                **_batch_key(run_id, f"split:{key}"),
+                EXPIRES_AT: _number(_epoch(self.now() + self.ttl)),
+            },
+            "ConditionExpression": "attribute_not_exists(#pk)",
+            "ExpressionAttributeNames": {"#pk": PK},
+        }
+        more: Any = {
+            "TableName": self.table_name,
+            "Key": _run_key(run_id),
+            "UpdateExpression": "ADD #expected :more",
+            "ConditionExpression": "attribute_exists(#expected)",
+            "ExpressionAttributeNames": {"#expected": "expected"},
+            "ExpressionAttributeValues": {":more": _number(more_items)},
+        }
+        try:
+            self._call(
+                "TransactWriteItems",
+                partial(self.client.transact_write_items, TransactItems=[{"Put": split}, {"Update": more}]),
+            )
+        except _CancelledError as cancelled:
+            split_reason, run_reason = [*cancelled.reasons, "None", "None"][:2]
+            if run_reason == "ConditionalCheckFailed":
+                raise self._error("UpdateItem", RUN_NOT_STARTED, f"run {run_id} was never started") from None
+            if split_reason != "ConditionalCheckFailed":
+                code = next((r for r in cancelled.reasons if r != "None"), "TransactionCanceledException")
+                raise self._error("TransactWriteItems", code, f"transaction cancelled: {cancelled}") from None
+            # extended by an earlier try of this scan
+
     def record_results(
         self, run_id: str, results: Sequence[TagResult], *, batch_id: str | None = None
     ) -> bool:
-        """Store a batch's results and count them. True for exactly one call: the one that completes
+        """Store one work item's results and count them (``done`` counts items, the outcome
+        counters tags). True for exactly one call: the one that completes
         the run (``done`` reaches ``expected``), however many batches race.
 
         ``batch_id`` (the SQS messageId the results came from) makes a retried batch count once:
@@ -929,7 +967,8 @@ class DynamoStateStore:
         self._write_results(run_id, results, recorded_at)
         counts = Counter(_counter_name(r.rule_prefix, r.outcome) for r in results)
         names = {"#done": "done", "#expected": "expected"}
-        values: dict[str, AttributeValueTypeDef] = {":total": _number(len(results))}
+        # ``done`` counts work items (one per call), the per-outcome counters count tags
+        values: dict[str, AttributeValueTypeDef] = {":total": _number(1)}
         adds = ["#done :total"]
         for i, (counter, count) in enumerate(sorted(counts.items())):
             names[f"#c{i}"] = counter
