@@ -8,8 +8,10 @@ upstream on its next pull. So, with every step checked:
 2. record the backup in the ledger, then write it with PutImage from the exact bytes (same digest)
 3. write the intent (old digest, backup tag, expected digest), then remove the tag (the image
    stays: the backup tag still references it)
-4. pull the tag (BatchGetImage with the index types accepted): ECR imports it from upstream
-5. ask for every blob of every platform (GetDownloadUrlForLayer), which makes ECR cache it
+4. pull the tag (BatchGetImage with the index types accepted, or the registry endpoint's
+   ``GET /v2/…/manifests/<tag>``: ``importer.py``): ECR imports it from upstream
+5. ask for every blob of every platform (GetDownloadUrlForLayer, or the endpoint's blob GET), which
+   makes ECR cache it
 6. verify DescribeImages shows upstream's digest, polling within a bound (imports can finish in
    the background after the first request failed; right after the delete DescribeImages may still
    show the old digest for a while, which is waited out, not failed on)
@@ -43,6 +45,7 @@ from typing import Any, Final
 
 from ptc_sync import mediatypes as mt
 from ptc_sync.ecr import EcrAdapter, EcrError, Manifest
+from ptc_sync.importer import ApiImporter, CacheImporter
 from ptc_sync.journal import (
     BackupLedger,
     BackupRecord,
@@ -189,8 +192,11 @@ class Refresher:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        importer: CacheImporter | None = None,
     ) -> None:
         self.ecr = ecr
+        # how a pull by tag and the blob asks reach ECR (importer.py): the API unless told otherwise
+        self.importer: CacheImporter = importer or ApiImporter(ecr)
         self.journal = journal
         self.ledger = ledger
         self.owner = owner
@@ -378,7 +384,7 @@ class Refresher:
             return RefreshResult(ok=False, untouched=self._no_time(time_left))
         deadline = self.monotonic() + self.verify_timeout
         try:
-            manifest = self.ecr.get_manifest(repository, tag=tag)
+            manifest = self.importer.import_tag(repository, tag)
         except EcrError as exc:
             # nothing is cached yet, so "not found" is upstream's answer: waiting cannot help
             if exc.code in DEFINITE_IMPORT_FAILURES or exc.code in PREWARM_DEFINITE:
@@ -453,7 +459,7 @@ class Refresher:
         deadline = self.monotonic() + self.verify_timeout
         first_error = ""
         try:
-            imported: Manifest | None = self.ecr.get_manifest(repo, tag=tag)
+            imported: Manifest | None = self.importer.import_tag(repo, tag)
         except EcrError as exc:
             if exc.code in DEFINITE_IMPORT_FAILURES:
                 raise StepFailedError(Step.IMPORT, str(exc)) from exc
@@ -521,7 +527,7 @@ class Refresher:
                     blobs.append(digest)
         for digest in blobs:
             try:
-                self.ecr.warm_layer(repo, digest)
+                self.importer.fetch_blob(repo, digest)
             except EcrError as exc:
                 raise StepFailedError(Step.WARM, str(exc)) from exc
         return ImageContents(platforms_of(manifest), tuple(blobs), len(manifests), warming=tuple(blobs))

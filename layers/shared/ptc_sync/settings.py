@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -130,6 +130,9 @@ class SyncSettings(BaseModel):
     prewarm_images: CsvList = ()
     discover: Annotated[tuple[DiscoverySpec, ...], BeforeValidator(_json)] = ()
     prewarm_parameter: str | None = None
+    # how refresh and pre-warm make ECR import (importer.py): the ECR API, the registry endpoint, or
+    # auto: the API unless the account's latest selftest found only the endpoint imports
+    import_path: Literal["api", "endpoint", "auto"] = "auto"
 
     @field_validator("prewarm_images")
     @classmethod

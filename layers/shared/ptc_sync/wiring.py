@@ -29,6 +29,7 @@ from ptc_sync.credentials import (
 )
 from ptc_sync.discovery import Discovery
 from ptc_sync.ecr import EcrAdapter
+from ptc_sync.importer import ApiImporter, CacheImporter, ChosenImporter, EndpointImporter, choose_import_path
 from ptc_sync.journal import BackupLedger, DynamoJournal, LocalJournal, RefreshJournal
 from ptc_sync.notify import Notifier, SnsNotifier
 from ptc_sync.planner import Planner
@@ -37,9 +38,11 @@ from ptc_sync.refresh import Refresher
 from ptc_sync.registry import RegistryClient
 from ptc_sync.repair import Repairer
 from ptc_sync.request_window import DynamoRequestWindow, RequestWindow
+from ptc_sync.selftest_store import DynamoSelftestStore, SelftestStore, report_only_reason
 from ptc_sync.settings import SettingsError, SyncSettings, load_settings
 from ptc_sync.state import DynamoStateStore, StateStore, idempotency_persistence
 from ptc_sync.sync import SyncEngine
+from ptc_sync.upstream_access import ExplainingResolver
 
 # ECR throttles around 20 TPS per account and region: adaptive retries back off on throttling.
 AWS_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=30)
@@ -59,6 +62,12 @@ class App:
     state: StateStore | None = None
     queue: WorkQueue | None = None
     request_window: RequestWindow | None = None
+    selftest: SelftestStore | None = None  # the account's latest selftest result (selftest_store.py)
+
+    def report_only_reason(self) -> str:
+        """'' or why a scheduled run must only report: the selftest found a behaviour the refresh
+        relies on failing in this account."""
+        return report_only_reason(self.selftest, self.settings.import_path)
 
     def fanout(self) -> tuple[StateStore, WorkQueue]:
         """The run state and the work queue, which the planner/checker/request functions need."""
@@ -110,6 +119,7 @@ def build_app(
     *,
     session: boto3.Session | None = None,
     upstream_override: Mapping[str, str] | None = None,
+    ecr_endpoint_override: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -117,12 +127,38 @@ def build_app(
 ) -> App:
     session = session or boto3.Session(region_name=settings.region or None)
     ecr_client = session.client("ecr", config=AWS_CONFIG)
+    # ECR upstreams through ptc-sync's own read path (UpstreamRoleArns), never a rule's customRoleArn
+    ecr_reader = EcrAuthorizationCredentials(
+        sts_client=session.client("sts", config=AWS_CONFIG), read_roles=settings.upstream_role_arns
+    )
     credentials = RuleCredentialProvider(
         secrets=SecretsManagerCredentials(session.client("secretsmanager", config=AWS_CONFIG)),
-        ecr=EcrAuthorizationCredentials(sts_client=session.client("sts", config=AWS_CONFIG)),
+        ecr=ecr_reader,
     )
     registry = RegistryClient(credentials, host_override=upstream_override)
     ecr = EcrAdapter(ecr_client)
+    selftest: SelftestStore | None = (
+        DynamoSelftestStore(session.client("dynamodb", config=AWS_CONFIG), settings.table_name)
+        if settings.table_name
+        else None
+    )
+    importers: dict[str, Callable[[], CacheImporter]] = {
+        "api": lambda: ApiImporter(ecr),
+        "endpoint": lambda: EndpointImporter(
+            ecr_client,
+            account_id=settings.account_id,
+            region=settings.region or session.region_name or "",
+            endpoint_override=ecr_endpoint_override,
+            now=now,
+        ),
+    }
+    latest = selftest.latest if selftest is not None else lambda: None
+    importer = ChosenImporter(
+        importers,
+        lambda: choose_import_path(
+            settings.import_path, lambda: r.preferred_import_path() if (r := latest()) else None
+        ),
+    )
     journal: DynamoJournal | LocalJournal = (
         DynamoJournal(session.client("dynamodb", config=AWS_CONFIG), settings.table_name)
         if settings.table_name
@@ -140,6 +176,7 @@ def build_app(
         sleep=sleep,
         monotonic=monotonic,
         now=now,
+        importer=importer,
     )
     notifier: Notifier | None = None
     if settings.topic_arn:
@@ -165,7 +202,9 @@ def build_app(
     discovery = Discovery(ecr, journal, settings, now=now)
     return App(
         settings=settings,
-        engine=SyncEngine(ecr, registry, refresher, settings, discovery, now=now),
+        engine=SyncEngine(
+            ecr, ExplainingResolver(registry, ecr_reader), refresher, settings, discovery, now=now
+        ),
         journal=journal,
         ledger=journal,
         repairer=Repairer(ecr, journal, journal, refresher, owner=owner, now=now),
@@ -176,6 +215,7 @@ def build_app(
         state=state,
         queue=queue,
         request_window=request_window,
+        selftest=selftest,
     )
 
 
