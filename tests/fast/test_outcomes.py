@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from ptc_sync.cli_output import EXIT_OK, EXIT_STALE, exit_code
 from ptc_sync.models import (
+    CHANGED_OUTCOMES,
     DIFFERED_OUTCOMES,
+    DIGEST_CHANGE_OUTCOMES,
     FAILED_OUTCOMES,
+    HISTORY_OUTCOMES,
+    INCONCLUSIVE_OUTCOMES,
     MATCHES_OUTCOMES,
+    MAY_SERVE_OLD_OUTCOMES,
     NEW_IMAGE_OUTCOMES,
     NOT_FRESH_OUTCOMES,
     STILL_DIFFERS_OUTCOMES,
@@ -50,6 +55,42 @@ def test_matches_and_new_image() -> None:
     assert {o.FRESH, o.REFRESHED} == MATCHES_OUTCOMES
     assert {o.STALE, o.REFRESHED} == NEW_IMAGE_OUTCOMES
     assert NEW_IMAGE_OUTCOMES <= DIFFERED_OUTCOMES
+
+
+def test_digest_change_and_changed() -> None:
+    assert DIFFERED_OUTCOMES | {o.REPAIRED, o.NOT_COMPARABLE} == DIGEST_CHANGE_OUTCOMES
+    assert {o.STALE, o.REFRESHED, o.REPAIRED} == CHANGED_OUTCOMES
+
+
+def test_history_lists_refreshes_repairs_and_failures() -> None:
+    assert {o.REFRESHED, o.REPAIRED, o.REFRESH_FAILED, o.UPSTREAM_ERROR} == HISTORY_OUTCOMES
+
+
+def test_inconclusive_neither_fails_nor_matches() -> None:
+    assert {
+        o.RATE_LIMITED,
+        o.SKIPPED,
+        o.IN_PROGRESS,
+        o.NOT_A_CACHE,
+        o.NOT_COMPARABLE,
+        o.REPAIRED,
+        o.WARMING,
+    } == INCONCLUSIVE_OUTCOMES
+    assert not INCONCLUSIVE_OUTCOMES & (FAILED_OUTCOMES | MATCHES_OUTCOMES)
+
+
+def test_may_serve_old_is_every_notable_outcome_but_refreshed() -> None:
+    assert {
+        o.STALE,
+        o.REFRESH_FAILED,
+        o.UPSTREAM_MISSING,
+        o.UPSTREAM_ERROR,
+        o.RATE_LIMITED,
+        o.IMMUTABLE,
+        o.REPAIRED,
+        o.NOT_COMPARABLE,
+        o.WARMING,
+    } == MAY_SERVE_OLD_OUTCOMES
 
 
 def test_the_cli_exit_code_follows_not_fresh() -> None:

@@ -20,7 +20,15 @@ from typing import Final
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from ptc_sync.models import Outcome, RunReport, TagResult
+from ptc_sync.models import (
+    DIFFERED_OUTCOMES,
+    FAILED_OUTCOMES,
+    MAY_SERVE_OLD_OUTCOMES,
+    WARNING_OUTCOMES,
+    Outcome,
+    RunReport,
+    TagResult,
+)
 
 DEFAULT_NAMESPACE: Final = "PtcSync"
 RULE_DIMENSION: Final = "RulePrefix"
@@ -29,14 +37,6 @@ NO_RULE: Final = "(no rule)"
 RUNS_COMPLETED: Final = "RunsCompleted"  # once per completed run, in the run totals only (heartbeat)
 OLDEST_STALE: Final = "OldestStaleSeconds"  # the staleness alarm's metric
 
-# A tag counts as stale when its cached digest differed from upstream during the run.
-STALE_OUTCOMES: Final = frozenset(
-    {Outcome.STALE, Outcome.REFRESHED, Outcome.REFRESH_FAILED, Outcome.IMMUTABLE}
-)
-# After the run, these tags may still serve an old image (a refreshed tag no longer does).
-STILL_STALE_OUTCOMES: Final = frozenset(
-    outcome for outcome in Outcome if outcome.notable and outcome is not Outcome.REFRESHED
-)
 _COUNTED_OUTCOMES: Final[Mapping[str, Outcome]] = {
     "TagsRefreshed": Outcome.REFRESHED,
     "RefreshFailed": Outcome.REFRESH_FAILED,
@@ -47,10 +47,6 @@ _COUNTED_OUTCOMES: Final[Mapping[str, Outcome]] = {
     # cached, but not every blob is ECR's own yet (a refresh whose blobs still warm says so in its reason)
     "ImagesWarming": Outcome.WARMING,
 }
-_ERROR_OUTCOMES: Final = frozenset({Outcome.REFRESH_FAILED, Outcome.UPSTREAM_ERROR})
-_WARNING_OUTCOMES: Final = frozenset(
-    {Outcome.STALE, Outcome.UPSTREAM_MISSING, Outcome.RATE_LIMITED, Outcome.IMMUTABLE}
-)
 
 
 def tag_counts(results: Iterable[TagResult], finished_at: datetime) -> dict[str, float]:
@@ -58,7 +54,7 @@ def tag_counts(results: Iterable[TagResult], finished_at: datetime) -> dict[str,
     listed = list(results)
     counts: dict[str, float] = {
         "TagsChecked": len(listed),
-        "TagsStale": sum(1 for result in listed if result.outcome in STALE_OUTCOMES),
+        "TagsStale": sum(1 for result in listed if result.outcome in DIFFERED_OUTCOMES),
     }
     for name, outcome in _COUNTED_OUTCOMES.items():
         counts[name] = sum(1 for result in listed if result.outcome is outcome)
@@ -71,7 +67,7 @@ def oldest_staleness_seconds(results: Iterable[TagResult], finished_at: datetime
     ages = [
         _seconds_between(result.stale_since, finished_at)
         for result in results
-        if result.stale_since is not None and result.outcome in STILL_STALE_OUTCOMES
+        if result.stale_since is not None and result.outcome in MAY_SERVE_OLD_OUTCOMES
     ]
     return max(ages, default=0.0)
 
@@ -127,9 +123,9 @@ def log_tag_outcomes(report: RunReport, logger: Logger) -> int:
             continue
         fields = tag_log_fields(result, report)
         message = f"{result.image}: {result.outcome.value}"
-        if result.outcome in _ERROR_OUTCOMES:
+        if result.outcome in FAILED_OUTCOMES:
             logger.error(message, extra=fields)
-        elif result.outcome in _WARNING_OUTCOMES:
+        elif result.outcome in WARNING_OUTCOMES:
             logger.warning(message, extra=fields)
         else:
             logger.info(message, extra=fields)

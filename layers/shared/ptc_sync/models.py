@@ -159,8 +159,7 @@ WARNING_OUTCOMES: Final = frozenset(
 )
 # The tag may not match upstream after this check (the CLI's exit code 1).
 NOT_FRESH_OUTCOMES: Final = FAILED_OUTCOMES | WARNING_OUTCOMES
-# The cached digest differed from upstream's when checked, refreshed since or not (``TagsStale``;
-# the report shows "cached → upstream" for these).
+# The cached digest differed from upstream's when checked, refreshed since or not (``TagsStale``).
 DIFFERED_OUTCOMES: Final = frozenset(
     {Outcome.STALE, Outcome.REFRESHED, Outcome.REFRESH_FAILED, Outcome.IMMUTABLE}
 )
@@ -170,6 +169,29 @@ STILL_DIFFERS_OUTCOMES: Final = DIFFERED_OUTCOMES - {Outcome.REFRESHED}
 MATCHES_OUTCOMES: Final = frozenset({Outcome.FRESH, Outcome.REFRESHED})
 # Upstream has an image the cache did not: refreshed, or would be (the report lists its platforms).
 NEW_IMAGE_OUTCOMES: Final = frozenset({Outcome.STALE, Outcome.REFRESHED})
+# "cached → upstream" digests say what changed, or would have (the report shows them for these).
+DIGEST_CHANGE_OUTCOMES: Final = DIFFERED_OUTCOMES | {Outcome.REPAIRED, Outcome.NOT_COMPARABLE}
+# Upstream or the cache moved, or a killed refresh was put right (the report's "changed" tone).
+CHANGED_OUTCOMES: Final = NEW_IMAGE_OUTCOMES | {Outcome.REPAIRED}
+# What "what changed" lists (the state table's ChangesByDay index): refreshes, repairs and failures.
+HISTORY_OUTCOMES: Final = frozenset({Outcome.REFRESHED, Outcome.REPAIRED}) | FAILED_OUTCOMES
+# Nothing was learned about the tag: a failure streak neither grows nor ends.
+INCONCLUSIVE_OUTCOMES: Final = frozenset(
+    {
+        Outcome.RATE_LIMITED,
+        Outcome.SKIPPED,
+        Outcome.IN_PROGRESS,
+        Outcome.NOT_A_CACHE,
+        Outcome.NOT_COMPARABLE,
+        Outcome.REPAIRED,
+        Outcome.WARMING,
+    }
+)
+# After the check the tag may still serve an old image: every notable outcome but refreshed
+# (what ``OldestStaleSeconds`` measures).
+MAY_SERVE_OLD_OUTCOMES: Final = frozenset(
+    outcome for outcome in Outcome if outcome.notable and outcome is not Outcome.REFRESHED
+)
 
 
 MAX_REASON_CHARS: Final = 1000

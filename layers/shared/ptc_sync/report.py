@@ -34,7 +34,16 @@ from datetime import UTC
 from enum import StrEnum
 from typing import Final, Literal, NamedTuple, TypedDict
 
-from ptc_sync.models import Outcome, RunReport, TagResult, short_digest
+from ptc_sync.models import (
+    CHANGED_OUTCOMES,
+    DIGEST_CHANGE_OUTCOMES,
+    FAILED_OUTCOMES,
+    NEW_IMAGE_OUTCOMES,
+    Outcome,
+    RunReport,
+    TagResult,
+    short_digest,
+)
 from ptc_sync.redact import defang_links, redact
 
 SERVICE: Final = "ptc-sync"
@@ -52,21 +61,6 @@ MAX_REASON_CHARS: Final = 200
 # SNS: "less than 100 characters", ASCII, no line breaks (email subscribers see it).
 MAX_SUBJECT_CHARS: Final = 99
 
-# Outcomes where "cached → upstream" digests say what changed (or would have).
-_DIGEST_CHANGE_OUTCOMES: Final = frozenset(
-    {
-        Outcome.REFRESHED,
-        Outcome.STALE,
-        Outcome.REFRESH_FAILED,
-        Outcome.IMMUTABLE,
-        Outcome.REPAIRED,
-        Outcome.NOT_COMPARABLE,
-    }
-)
-_PLATFORM_OUTCOMES: Final = frozenset({Outcome.REFRESHED, Outcome.STALE})
-# The worst news decides the tone: failures, then what needs a look, then what changed.
-_ATTENTION_OUTCOMES: Final = frozenset({Outcome.REFRESH_FAILED, Outcome.UPSTREAM_ERROR})
-_CHANGE_OUTCOMES: Final = frozenset({Outcome.REFRESHED, Outcome.STALE, Outcome.REPAIRED})
 RUN_ERROR_KIND: Final = "run_error"  # the `outcomes` attribute's value for run-level errors
 
 
@@ -275,11 +269,11 @@ class Tone(StrEnum):
 def _emoji(report: RunReport) -> Tone:
     """The worst news sets the tone: a failure outranks any number of refreshes."""
     present = {result.outcome for result in report.results}
-    if report.errors or present & _ATTENTION_OUTCOMES:
+    if report.errors or present & FAILED_OUTCOMES:
         return Tone.ATTENTION
-    if any(outcome.notable and outcome not in _CHANGE_OUTCOMES for outcome in present):
+    if any(outcome.notable and outcome not in CHANGED_OUTCOMES for outcome in present):
         return Tone.WARNING
-    if present & _CHANGE_OUTCOMES:
+    if present & CHANGED_OUTCOMES:
         return Tone.CHANGED
     return Tone.QUIET
 
@@ -595,9 +589,9 @@ def tag_line(result: TagResult) -> str:
 
 def _tag_line(result: TagResult, dialect: _Dialect) -> str:
     parts = [dialect.code(result.image)]
-    if result.outcome in _DIGEST_CHANGE_OUTCOMES and (result.cached_digest or result.upstream_digest):
+    if result.outcome in DIGEST_CHANGE_OUTCOMES and (result.cached_digest or result.upstream_digest):
         parts.append(f"{_short(result.cached_digest, dialect)} → {_short(result.upstream_digest, dialect)}")
-    if result.outcome in _PLATFORM_OUTCOMES and result.platforms:
+    if result.outcome in NEW_IMAGE_OUTCOMES and result.platforms:
         parts.append(f"({_platform_list(result.platforms, dialect)})")
     line = dialect.bullet + " ".join(parts)
     reason = dialect.text(result.reason)
