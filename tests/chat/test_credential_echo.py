@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ptc_sync.credentials import SecretsManagerCredentials
+from ptc_sync.credentials import SecretsManagerCredentials, registry_credentials
 from ptc_sync.logs import service_logger
 from ptc_sync.models import Outcome, TagResult, UpstreamKind, UpstreamRef
 from ptc_sync.registry import RegistryClient, RetryPolicy
@@ -102,7 +102,7 @@ def test_an_echoing_token_endpoint_leaks_no_credential(
     )
     fault.script("/token", echoes(ECHOES[echo]))
     client = RegistryClient(
-        credentials,
+        registry_credentials(credentials),
         host_override={HUB: fault.url, HUB_AUTH: fault.url},
         retry=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2, total_budget=5.0),
         clock=FakeClock(),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ptc_sync.credentials import CredentialProvider
+from ptc_sync.credentials import CredentialProvider, registry_credentials
 from ptc_sync.models import UpstreamKind, UpstreamRef
 from ptc_sync.registry import RegistryClient, RetryPolicy
 from testbed.fault_server import FaultServer
@@ -57,7 +57,7 @@ def make_client(clock: FakeClock) -> Iterator[ClientFactory]:
         kw.setdefault("clock", clock)
         kw.setdefault("connect_timeout", 2.0)
         kw.setdefault("read_timeout", 2.0)
-        client = RegistryClient(credentials, host_override=override, **kw)
+        client = RegistryClient(registry_credentials(credentials), host_override=override, **kw)
         clients.append(client)
         return client
 

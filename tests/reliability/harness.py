@@ -41,6 +41,7 @@ from ptc_sync.credentials import (
     EcrAuthorizationCredentials,
     RuleCredentialProvider,
     SecretsManagerCredentials,
+    registry_credentials,
 )
 from ptc_sync.models import TagResult
 from ptc_sync.refresh import is_backup_tag
@@ -345,7 +346,7 @@ def build(world: World, **settings: Any) -> App:
         ecr=EcrAuthorizationCredentials(sts_client=session.client("sts")),
     )
     registry = RegistryClient(
-        credentials,
+        registry_credentials(credentials),
         host_override=box.upstreams,
         connect_timeout=1.0,
         read_timeout=READ_TIMEOUT,

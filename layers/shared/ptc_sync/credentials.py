@@ -28,12 +28,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ptc_sync.models import UpstreamKind, UpstreamRef
 from ptc_sync.redact import redact, register_credentials, register_secret
+from ptc_sync.registry.errors import CredentialsUnavailableError
 from ptc_sync.upstream import UpstreamMappingError, parse_ecr_host
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr.client import ECRClient
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
     from mypy_boto3_sts.client import STSClient
+
+    from ptc_sync.registry import CredentialsFn
 
 
 SECRET_NAME_PREFIX: Final = "ecr-pullthroughcache/"  # noqa: S105 - a name prefix, not a password
@@ -315,3 +318,24 @@ class StaticCredentials:
 
     def invalidate(self, ref: UpstreamRef) -> None:
         return None
+
+
+def registry_credentials(provider: CredentialProvider | None) -> CredentialsFn | None:
+    """``provider`` as the registry client's credentials function (the registry package imports
+    neither boto3 nor this module). ``refused``: upstream refused the last ones, read them again. A
+    CredentialsError becomes the registry's CredentialsUnavailableError."""
+    if provider is None:
+        return None
+    source = provider
+
+    def credentials(ref: UpstreamRef, refused: bool) -> Credentials | None:
+        try:
+            if refused:
+                source.invalidate(ref)
+            return source.credentials_for(ref)
+        except CredentialsError as exc:
+            raise CredentialsUnavailableError(
+                f"{ref}: credentials unavailable: {exc}", host=ref.host, repository=ref.repository
+            ) from None
+
+    return credentials

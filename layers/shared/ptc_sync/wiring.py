@@ -26,6 +26,7 @@ from ptc_sync.credentials import (
     EcrAuthorizationCredentials,
     RuleCredentialProvider,
     SecretsManagerCredentials,
+    registry_credentials,
 )
 from ptc_sync.discovery import Discovery
 from ptc_sync.ecr import EcrAdapter
@@ -135,7 +136,7 @@ def build_app(
         secrets=SecretsManagerCredentials(session.client("secretsmanager", config=AWS_CONFIG)),
         ecr=ecr_reader,
     )
-    registry = RegistryClient(credentials, host_override=upstream_override)
+    registry = RegistryClient(registry_credentials(credentials), host_override=upstream_override)
     ecr = EcrAdapter(ecr_client)
     selftest: SelftestStore | None = (
         DynamoSelftestStore(session.client("dynamodb", config=AWS_CONFIG), settings.table_name)

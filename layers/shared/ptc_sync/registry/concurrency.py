@@ -11,18 +11,23 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ptc_sync.models import ResolvedDigest, UpstreamRef
 from ptc_sync.registry.errors import RegistryError, UpstreamUnavailableError, describe_target
 
-if TYPE_CHECKING:
-    from ptc_sync.registry.client import RegistryClient
-
 ResolveResult = tuple[UpstreamRef, str, ResolvedDigest | RegistryError]
 
 
-def _resolve_one(client: RegistryClient, ref: UpstreamRef, tag: str) -> ResolvedDigest | RegistryError:
+class Resolver(Protocol):
+    """What the pool needs of a client (``RegistryClient``; this module does not import it)."""
+
+    def resolve_digest(self, ref: UpstreamRef, tag: str) -> ResolvedDigest: ...
+
+    def prepare_host(self, host: str, refs: Iterable[UpstreamRef]) -> RegistryError | None: ...
+
+
+def _resolve_one(client: Resolver, ref: UpstreamRef, tag: str) -> ResolvedDigest | RegistryError:
     try:
         return client.resolve_digest(ref, tag)
     except RegistryError as exc:
@@ -40,7 +45,7 @@ def _host_down(error: RegistryError, ref: UpstreamRef, tag: str) -> UpstreamUnav
 
 
 def _prepare(
-    pool: ThreadPoolExecutor, client: RegistryClient, by_host: dict[str, list[UpstreamRef]]
+    pool: ThreadPoolExecutor, client: Resolver, by_host: dict[str, list[UpstreamRef]]
 ) -> dict[str, RegistryError]:
     """Prepare every host in parallel; returns the hosts found unreachable."""
     futures = {pool.submit(client.prepare_host, host, refs): host for host, refs in by_host.items()}
@@ -53,7 +58,7 @@ def _prepare(
 
 
 def resolve_many(
-    client: RegistryClient, items: Iterable[tuple[UpstreamRef, str]], *, max_workers: int = 32
+    client: Resolver, items: Iterable[tuple[UpstreamRef, str]], *, max_workers: int = 32
 ) -> Iterator[ResolveResult]:
     """Yield ``(ref, tag, ResolvedDigest | RegistryError)`` for every item, in completion order.
 

@@ -9,7 +9,7 @@ error is made, whatever upstream text it quotes.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack
 
 from ptc_sync.models import RateLimitStatus
 from ptc_sync.redact import redact
@@ -23,6 +23,15 @@ def describe_target(host: str, repository: str = "", reference: str = "") -> str
         return f"{host}/{repository}"
     sep = "@" if ":" in reference else ":"
     return f"{host}/{repository}{sep}{reference}"
+
+
+class Target(TypedDict, total=False):
+    """What an error names: the keyword arguments every RegistryError takes (subclasses pass them on)."""
+
+    host: str
+    repository: str
+    reference: str
+    status: int | None
 
 
 class RegistryError(Exception):
@@ -98,14 +107,12 @@ class RateLimitedError(RegistryError):
         self,
         message: str,
         *,
-        host: str = "",
-        repository: str = "",
-        reference: str = "",
-        status: int | None = 429,
         reset_at: datetime | None = None,
         rate_limit: RateLimitStatus | None = None,
+        **target: Unpack[Target],
     ) -> None:
-        super().__init__(message, host=host, repository=repository, reference=reference, status=status)
+        target.setdefault("status", 429)
+        super().__init__(message, **target)
         self.reset_at = reset_at
         self.rate_limit = rate_limit
 
@@ -135,17 +142,9 @@ class RealmRefusedError(BadResponseError):
     kind = "realm_refused"
 
     def __init__(
-        self,
-        message: str,
-        *,
-        host: str = "",
-        repository: str = "",
-        reference: str = "",
-        status: int | None = None,
-        realm_host: str = "",
-        reason: str = "",
+        self, message: str, *, realm_host: str = "", reason: str = "", **target: Unpack[Target]
     ) -> None:
-        super().__init__(message, host=host, repository=repository, reference=reference, status=status)
+        super().__init__(message, **target)
         self.realm_host = realm_host
         self.reason = reason
 
