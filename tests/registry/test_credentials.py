@@ -132,19 +132,20 @@ class FactoryRecorder:
         return client
 
 
-def test_ecr_token_assumes_the_rule_role_in_the_upstream_region(aws: None) -> None:
+def test_ecr_token_assumes_the_read_role_of_the_upstream_account_never_the_rules(aws: None) -> None:
     sts = boto3.client("sts", region_name="us-east-1")
     assumed = CallCounter()
     sts.meta.events.register("provide-client-params.sts.AssumeRole", assumed)
     factory = FactoryRecorder()
     # moto's tokens expire 2015-01-01: look at them from the hour before
     before_expiry = dt.datetime(2014, 12, 31, 23, 0, tzinfo=dt.UTC)
-    provider = EcrAuthorizationCredentials(
-        sts_client=sts, ecr_client_factory=factory, now=lambda: before_expiry
-    )
     role = "arn:aws:iam::123456789012:role/ptc-upstream-reader"
+    provider = EcrAuthorizationCredentials(
+        sts_client=sts, ecr_client_factory=factory, now=lambda: before_expiry, read_roles=[role]
+    )
+    rule_role = "arn:aws:iam::123456789012:role/ecr-pull-through-cache"  # ECR assumes it, not us
 
-    creds = provider.credentials_for(ecr_ref(role))
+    creds = provider.credentials_for(ecr_ref(rule_role))
     assert creds is not None
     assert creds.username == "AWS"
     assert creds.secret
@@ -158,10 +159,10 @@ def test_ecr_token_assumes_the_rule_role_in_the_upstream_region(aws: None) -> No
     assert factory.token_calls.calls[0]["registryIds"] == ["123456789012"]
     assert creds.secret not in repr(creds)
 
-    assert provider.credentials_for(ecr_ref(role)) == creds  # cached until near expiry
+    assert provider.credentials_for(ecr_ref(rule_role)) == creds  # cached until near expiry
     assert len(factory.token_calls.calls) == 1
-    provider.invalidate(ecr_ref(role))
-    provider.credentials_for(ecr_ref(role))
+    provider.invalidate(ecr_ref(rule_role))
+    provider.credentials_for(ecr_ref(rule_role))
     assert len(factory.token_calls.calls) == 2
 
 

@@ -47,6 +47,7 @@ from ptc_sync.models import TagResult
 from ptc_sync.refresh import is_backup_tag
 from ptc_sync.registry import RegistryClient, RetryPolicy
 from ptc_sync.state import DynamoStateStore
+from ptc_sync.upstream_access import ExplainingResolver
 from testbed.ecr_ptc import FakeClock
 from testbed.fault_server import FaultServer, Recorded, Reply
 from testbed.images import PushedImage
@@ -341,9 +342,12 @@ def build(world: World, **settings: Any) -> App:
         monotonic=clock.monotonic,
         now=box.clock.now,
     )
+    ecr_reader = EcrAuthorizationCredentials(
+        sts_client=session.client("sts"), read_roles=app.settings.upstream_role_arns
+    )
     credentials = RuleCredentialProvider(
         secrets=SecretsManagerCredentials(session.client("secretsmanager"), max_age=0),
-        ecr=EcrAuthorizationCredentials(sts_client=session.client("sts")),
+        ecr=ecr_reader,
     )
     registry = RegistryClient(
         registry_credentials(credentials),
@@ -353,7 +357,7 @@ def build(world: World, **settings: Any) -> App:
         retry=FAST_RETRY,
         clock=clock,
     )
-    app.engine.registry = registry
+    app.engine.registry = ExplainingResolver(registry, ecr_reader)
     return App(dataclasses.replace(app, registry=registry), faults, clock)
 
 

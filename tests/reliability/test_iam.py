@@ -51,7 +51,10 @@ FUNCTIONS = {
     "notifier": "ChatNotifierFunction",
 }
 UPSTREAM_ECR = "210987654321.dkr.ecr.us-west-2.amazonaws.com"
+# the rule's customRoleArn: ECR assumes it, ptc-sync never does
 UPSTREAM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ptc-sync-upstream-reader"
+# ptc-sync's own read role in the upstream account (UpstreamRoleArns): the one it assumes
+READ_ROLE = "arn:aws:iam::210987654321:role/ptc-sync-reader"
 PREWARM_PARAMETER = "/ptc-sync/prewarm"
 # the rule prefixes the scenarios use (the sandbox's two rules and the ECR-to-ECR one below): the
 # checker's ECR writes are granted under these only
@@ -166,7 +169,8 @@ def run_scenarios(world: World, recorder: Recorder) -> str:
     for tap in stack.taps:
         tap.handler = recorder.attributed("requests", tap.handler)
 
-    # an ECR-to-ECR rule whose upstream is read as the rule's role (sts:AssumeRole, GetAuthorizationToken)
+    # an ECR-to-ECR rule whose upstream ptc-sync reads as its own read role of the upstream account
+    # (sts:AssumeRole, GetAuthorizationToken); the rule's customRoleArn is ECR's
     box.emulator.add_upstream(UPSTREAM_ECR, world.upstream.url)
     box.upstreams[UPSTREAM_ECR] = world.upstream.url
     ecr.create_pull_through_cache_rule(
@@ -201,6 +205,7 @@ def run_scenarios(world: World, recorder: Recorder) -> str:
         "discover": json.dumps(specs),
         "keep_generations": 0,  # a verified refresh drops its backup: BatchDeleteImage of backup tags
         "refresh_cooldown_minutes": 0,
+        "upstream_role_arns": READ_ROLE,
     }
     # the planner's parameter cache is per container: start with none
     from aws_lambda_powertools.utilities.parameters import base
@@ -416,8 +421,8 @@ def evaluator_for(recorded: Recorded, **overrides: str) -> Evaluator:
         {
             "PrewarmParameterName": PREWARM_PARAMETER,
             "ChatWebhookSecretArn": recorded.chat_secret_arn,
-            # sts:AssumeRole is granted for exactly the roles ECR-to-ECR rules name
-            "UpstreamRoleArns": UPSTREAM_ROLE,
+            # sts:AssumeRole is granted for exactly ptc-sync's read roles in upstream accounts
+            "UpstreamRoleArns": READ_ROLE,
             # writes under the rules in scope, secrets of the rules in scope
             "RulePrefixes": RULE_PREFIXES,
             "UpstreamCredentialArns": recorded.hub_secret_arn,
@@ -502,8 +507,8 @@ def test_exceptions_are_real(recorded: Recorded) -> None:
     actions = {n.action for c in recorded.calls for n in needs(c, recorded.world)}
     assert not actions & set(PERMISSION_ONLY)
     assume = [c for c in recorded.calls if c.operation == "AssumeRole"]
-    assert assume, "the ECR-to-ECR rule's role is assumed"
-    assert {c.params["RoleArn"] for c in assume} == {UPSTREAM_ROLE}
+    assert assume, "the read role of the ECR upstream's account is assumed"
+    assert {c.params["RoleArn"] for c in assume} == {READ_ROLE}  # never the rule's customRoleArn
 
 
 def test_resources_are_scoped(recorded: Recorded) -> None:

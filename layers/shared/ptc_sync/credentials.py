@@ -2,8 +2,13 @@
 
 - A rule's ``credentialArn``: a Secrets Manager secret (name under ``ecr-pullthroughcache/``) holding
   JSON ``{"username": …, "accessToken": …}``, read through Powertools Parameters with ``max_age`` caching.
-- An ECR upstream (ECR-to-ECR rule): ``GetAuthorizationToken`` in the upstream's region, after
-  ``sts:AssumeRole`` into the rule's ``customRoleArn`` when set. Tokens are cached until near expiry.
+- An ECR upstream (ECR-to-ECR rule): ``GetAuthorizationToken`` in the upstream's region, as ptc-sync's
+  own read path: the read role configured for the upstream account (``UpstreamRoleArns``, a role that
+  trusts ptc-sync's functions), else the function's own role (same account, or an upstream repository
+  policy that grants it). Never the rule's ``customRoleArn``: ECR assumes that one, and its documented
+  trust policy names only ``pullthroughcache.ecr.amazonaws.com``. Tokens are cached until near expiry;
+  a role that does not trust the caller is ``UpstreamRoleTrustError``, tried again only after
+  ``failure_ttl``.
 
 Secrets never appear in logs, exception messages or reprs: every value obtained here is registered
 with ``ptc_sync.redact`` before it is used, so any text that echoes it (an upstream error body, a
@@ -16,12 +21,13 @@ import base64
 import binascii
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import boto3
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,6 +46,8 @@ if TYPE_CHECKING:
 
 
 SECRET_NAME_PREFIX: Final = "ecr-pullthroughcache/"  # noqa: S105 - a name prefix, not a password
+ACCESS_DENIED: Final = frozenset({"AccessDenied", "AccessDeniedException"})
+logger = Logger(child=True)
 
 
 class CredentialsError(Exception):
@@ -47,6 +55,31 @@ class CredentialsError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))  # it may quote botocore's text
+
+
+class UpstreamRoleTrustError(CredentialsError):
+    """The read role for an upstream account refused ``sts:AssumeRole`` by ptc-sync's function: its
+    trust policy does not name the caller. ``remedy`` says which statement to add."""
+
+    def __init__(self, role_arn: str, caller_arn: str, account: str) -> None:
+        self.role_arn = role_arn
+        self.caller_arn = caller_arn
+        self.account = account
+        self.remedy = (
+            f"add {caller_arn} to the trust policy of {role_arn} (Allow sts:AssumeRole), or drop the "
+            f"role and grant {caller_arn} ecr:BatchGetImage in the repository policies of account {account}"
+        )
+        super().__init__(f"role {role_arn} does not trust {caller_arn}: {self.remedy}")
+
+
+def role_arn_of(caller_arn: str) -> str:
+    """``arn:aws:sts::1:assumed-role/Name/session`` → ``arn:aws:iam::1:role/Name``; others unchanged
+    (the role's path is not in the session ARN)."""
+    parts = caller_arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        name = parts[5].split("/")[1]
+        return f"{parts[0]}:{parts[1]}:iam::{parts[4]}:role/{name}"
+    return caller_arn
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +198,33 @@ def default_ecr_client(region: str, creds: AwsCredentials | None) -> ECRClient:
     )
 
 
+def session_ecr_factory(session: boto3.Session, config: Any = None) -> EcrClientFactory:
+    """ECR clients in any region as ``session`` (its own credentials), or as assumed credentials."""
+
+    def factory(region: str, creds: AwsCredentials | None) -> ECRClient:
+        if creds is None:
+            return session.client("ecr", region_name=region, config=config)
+        return session.client(
+            "ecr",
+            region_name=region,
+            config=config,
+            aws_access_key_id=creds["aws_access_key_id"],
+            aws_secret_access_key=creds["aws_secret_access_key"],
+            aws_session_token=creds["aws_session_token"],
+        )
+
+    return factory
+
+
 class EcrAuthorizationCredentials:
     """Basic credentials for a private ECR upstream from ``GetAuthorizationToken`` (valid 12 h).
 
-    With the rule's ``customRoleArn`` the call is made as that role (``sts:AssumeRole``); without,
-    as the function's own role. Tokens are cached per (host, role) until ``refresh_before`` seconds
-    before they expire (and at least a minute).
+    ptc-sync's own read path (module docstring): the call is made as ``read_roles``' role for the
+    upstream account (``sts:AssumeRole``) when there is one, else as the function's own role, asking
+    for the upstream registry (``registryIds``). The rule's ``customRoleArn`` is never assumed. Tokens
+    are cached per (host, role) until ``refresh_before`` seconds before they expire (and at least a
+    minute); a role that refuses the caller is remembered ``failure_ttl`` seconds, so a run with many
+    tags asks STS once and reports one reason.
     """
 
     def __init__(
@@ -178,33 +232,88 @@ class EcrAuthorizationCredentials:
         *,
         sts_client: STSClient | None = None,
         ecr_client_factory: EcrClientFactory = default_ecr_client,
+        read_roles: Iterable[str] = (),
         session_name: str = "ptc-sync-upstream",
         refresh_before: float = 600.0,
+        failure_ttl: float = 300.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._sts = sts_client
         self._factory = ecr_client_factory
+        self._roles: dict[str, str] = {}
+        for arn in read_roles:
+            self._roles.setdefault(arn.split(":")[4], arn)
         self._session_name = session_name
         self._refresh_before = refresh_before
+        self._failure_ttl = timedelta(seconds=failure_ttl)
         self._now = now
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], tuple[Credentials, datetime]] = {}
+        self._refused: dict[str, tuple[UpstreamRoleTrustError, datetime]] = {}
+        self._caller: str | None = None
 
     def _sts_client(self) -> STSClient:
         if self._sts is None:
             self._sts = boto3.client("sts")
         return self._sts
 
+    def read_role(self, account: str) -> str | None:
+        """The role ptc-sync reads ``account``'s registry as (UpstreamRoleArns), or None: its own."""
+        return self._roles.get(account)
+
+    def caller_arn(self) -> str:
+        """The function's own role ARN (GetCallerIdentity, once), for errors that must name it."""
+        if self._caller is None:
+            try:
+                self._caller = role_arn_of(self._sts_client().get_caller_identity()["Arn"])
+            except (ClientError, BotoCoreError, KeyError):
+                return "this function's role"
+        return self._caller
+
+    def principal_for(self, ref: UpstreamRef) -> str:
+        """Who reads ``ref``'s registry: its account's read role, else the function's own role."""
+        try:
+            account, _region = parse_ecr_host(ref.host)
+        except UpstreamMappingError:
+            return self.caller_arn()
+        return self.read_role(account) or self.caller_arn()
+
+    def refusal(self, ref: UpstreamRef) -> UpstreamRoleTrustError | None:
+        """The trust refusal remembered for ``ref``'s account (typed: what the run reports)."""
+        try:
+            account, _region = parse_ecr_host(ref.host)
+        except UpstreamMappingError:
+            return None
+        with self._lock:
+            refused = self._refused.get(account)
+        return refused[0] if refused is not None and self._now() < refused[1] else None
+
     def credentials_for(self, ref: UpstreamRef) -> Credentials | None:
         if ref.kind is not UpstreamKind.ECR:
             return None
-        key = (ref.host, ref.custom_role_arn or "")
+        try:
+            account, region = parse_ecr_host(ref.host)
+        except UpstreamMappingError as exc:
+            raise CredentialsError(str(exc)) from None
+        role = self.read_role(account)
+        key = (ref.host, role or "")
         with self._lock:
             now = self._now()
+            refused = self._refused.get(account)
+            if refused is not None and now < refused[1]:
+                raise refused[0]
             cached = self._cache.get(key)
             if cached is not None and now < cached[1]:
                 return cached[0]
-            creds = self._fetch(ref)
+            try:
+                creds = self._fetch(account, region, role)
+            except UpstreamRoleTrustError as exc:
+                self._refused[account] = (exc, now + self._failure_ttl)
+                logger.warning(
+                    "ECR upstream read role refused",
+                    extra={"role": exc.role_arn, "caller": exc.caller_arn, "remedy": exc.remedy},
+                )
+                raise
             # refresh ahead of expiry, but never more often than a minute (a skewed clock that sees
             # the token as expired must not turn every request into a GetAuthorizationToken call)
             expires = creds.expires_at or now
@@ -212,27 +321,32 @@ class EcrAuthorizationCredentials:
             self._cache[key] = (creds, refresh_at)
             return creds
 
-    def _fetch(self, ref: UpstreamRef) -> Credentials:
+    def _assume(self, role: str, account: str) -> dict[str, str]:
         try:
-            account, region = parse_ecr_host(ref.host)
-        except UpstreamMappingError as exc:
-            raise CredentialsError(str(exc)) from None
-        aws_creds: dict[str, str] | None = None
-        step = "GetAuthorizationToken"
+            assumed = self._sts_client().assume_role(
+                RoleArn=role, RoleSessionName=self._session_name, DurationSeconds=900
+            )["Credentials"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            if code in ACCESS_DENIED:
+                # the template grants sts:AssumeRole on exactly the UpstreamRoleArns: a refusal of a
+                # role named there is the role's trust policy
+                raise UpstreamRoleTrustError(role, self.caller_arn(), account) from None
+            raise CredentialsError(f"AssumeRole {role} failed: {code}") from None
+        except BotoCoreError as exc:
+            raise CredentialsError(f"AssumeRole {role} failed: {exc.__class__.__name__}") from None
+        register_secret(assumed["SecretAccessKey"])
+        register_secret(assumed["SessionToken"])
+        return {
+            "aws_access_key_id": assumed["AccessKeyId"],
+            "aws_secret_access_key": assumed["SecretAccessKey"],
+            "aws_session_token": assumed["SessionToken"],
+        }
+
+    def _fetch(self, account: str, region: str, role: str | None) -> Credentials:
+        aws_creds = self._assume(role, account) if role else None
+        step = f"GetAuthorizationToken as {role}" if role else "GetAuthorizationToken"
         try:
-            if ref.custom_role_arn:
-                step = f"AssumeRole {ref.custom_role_arn}"
-                assumed = self._sts_client().assume_role(
-                    RoleArn=ref.custom_role_arn, RoleSessionName=self._session_name, DurationSeconds=900
-                )["Credentials"]
-                register_secret(assumed["SecretAccessKey"])
-                register_secret(assumed["SessionToken"])
-                aws_creds = {
-                    "aws_access_key_id": assumed["AccessKeyId"],
-                    "aws_secret_access_key": assumed["SecretAccessKey"],
-                    "aws_session_token": assumed["SessionToken"],
-                }
-                step = f"GetAuthorizationToken as {ref.custom_role_arn}"
             ecr = self._factory(region, aws_creds)
             out = ecr.get_authorization_token(registryIds=[account])
         except ClientError as exc:
@@ -264,8 +378,12 @@ class EcrAuthorizationCredentials:
         return Credentials(username=username, secret=password, expires_at=expires)
 
     def invalidate(self, ref: UpstreamRef) -> None:
+        try:
+            account, _region = parse_ecr_host(ref.host)
+        except UpstreamMappingError:
+            return
         with self._lock:
-            self._cache.pop((ref.host, ref.custom_role_arn or ""), None)
+            self._cache.pop((ref.host, self.read_role(account) or ""), None)
 
 
 class RuleCredentialProvider:

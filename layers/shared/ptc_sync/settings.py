@@ -26,6 +26,7 @@ from ptc_sync.work import MAX_TAGS_PER_ITEM, DiscoverySpec
 
 ENV_PREFIX = "PTC_"
 PREFIX_RE = re.compile(rf"^(?:ROOT|{ECR_REPOSITORY_PATTERN})$")  # a rule prefix is a repository name
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[A-Za-z0-9+=,.@_/-]{1,512}$")
 TOPIC_ARN_RE = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$")
 
 
@@ -99,6 +100,9 @@ class SyncSettings(BaseModel):
     max_refreshes_per_run: int = Field(default=200, ge=0)
     region: str = ""
     account_id: str = ""
+    # ptc-sync's own read roles in ECR upstream accounts (UpstreamRoleArns), at most one per account;
+    # never a rule's customRoleArn, which ECR assumes (credentials.py)
+    upstream_role_arns: CsvList = ()
     # the fan-out (planner → SQS → checker) and its run state
     queue_url: str | None = None
     table_name: str | None = None
@@ -152,6 +156,19 @@ class SyncSettings(BaseModel):
         for prefix in value:
             if not PREFIX_RE.fullmatch(prefix):
                 raise ValueError(f"{prefix!r} is not an ECR repository prefix (or ROOT)")
+        return value
+
+    @field_validator("upstream_role_arns")
+    @classmethod
+    def _read_roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        accounts: set[str] = set()
+        for arn in value:
+            match = ROLE_ARN_RE.fullmatch(arn)
+            if match is None:
+                raise ValueError(f"{arn[:200]!r} is not an IAM role ARN")
+            if match.group(1) in accounts:
+                raise ValueError(f"more than one role for account {match.group(1)}")
+            accounts.add(match.group(1))
         return value
 
     @field_validator("topic_arn")

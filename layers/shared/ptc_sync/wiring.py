@@ -27,6 +27,7 @@ from ptc_sync.credentials import (
     RuleCredentialProvider,
     SecretsManagerCredentials,
     registry_credentials,
+    session_ecr_factory,
 )
 from ptc_sync.discovery import Discovery
 from ptc_sync.ecr import EcrAdapter
@@ -130,7 +131,9 @@ def build_app(
     ecr_client = session.client("ecr", config=AWS_CONFIG)
     # ECR upstreams through ptc-sync's own read path (UpstreamRoleArns), never a rule's customRoleArn
     ecr_reader = EcrAuthorizationCredentials(
-        sts_client=session.client("sts", config=AWS_CONFIG), read_roles=settings.upstream_role_arns
+        sts_client=session.client("sts", config=AWS_CONFIG),
+        ecr_client_factory=session_ecr_factory(session, AWS_CONFIG),
+        read_roles=settings.upstream_role_arns,
     )
     credentials = RuleCredentialProvider(
         secrets=SecretsManagerCredentials(session.client("secretsmanager", config=AWS_CONFIG)),
