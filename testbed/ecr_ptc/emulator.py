@@ -112,6 +112,11 @@ class PullThroughCacheEmulator(PullsMixin, ImagesMixin, LayersMixin):
         self._lagging: dict[tuple[str, str, str, str], _LaggingTag] = {}
         self._put_times: dict[tuple[str, str], deque[datetime]] = {}
         self._saved: dict[str, object] = {}
+        # two unknowns switchable both ways (images.py, pulls.py): PutImage into a repository under a
+        # rule, and a pull by tag importing again a tag that BatchDeleteImage removed
+        self.put_image_in_cache = True
+        self.reimport_after_delete = True
+        self._removed_tags: set[tuple[str, str, str, str]] = set()
 
     # -- installation ---------------------------------------------------------------------------------
 

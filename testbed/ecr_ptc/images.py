@@ -23,6 +23,11 @@ DescribeImages (by imageIds and listings) keeps showing the tag on its old diges
 once the tag is back on another image; BatchGetImage and PutImage see the truth. ``put_image_rate``
 (documented quota 10/s per account and region, default off): more PutImage calls than that within one
 second of ``clock`` raise ThrottlingException (refused calls do not count). No other call is throttled.
+
+Unknown, switchable (docs/ecr-behaviour.md): ``put_image_in_cache`` (default True, not documented as
+restricted) False makes PutImage into a repository under a pull-through cache rule fail with
+InvalidParameterException (the code is chosen here: none is public), so a backup cannot be written.
+BatchDeleteImage records every tag it removes, for ``pulls``' ``reimport_after_delete``.
 """
 
 from __future__ import annotations
@@ -159,6 +164,11 @@ class ImagesMixin(StoreMixin):
     def _api_put_image(self, call: _Call) -> ActionResult:
         name = call.param("repositoryName")
         repository = call.repository(name)
+        if not self.put_image_in_cache and self._match_rule(call.account, call.region, name) is not None:
+            raise _error(
+                "InvalidParameterException",
+                f"PutImage is not supported in the pull through cache repository '{name}' (emulated)",
+            )
         self._throttle_put_image(call)
         manifest, doc, media_type, digest = self._put_image_manifest(call)
         tag = call.param("imageTag")
@@ -364,6 +374,7 @@ class ImagesMixin(StoreMixin):
                 self._start_lag(call, repository, image, tag)
                 _untag(image, tag)
                 self._last_checked.pop((call.account, call.region, name, tag), None)
+                self._removed_tags.add((call.account, call.region, name, tag))
                 deleted.append({"imageDigest": image_digest, "imageTag": tag})
                 if not image.image_tags and self._referencing_index(repository, image_digest) is None:
                     repository.images.remove(image)
@@ -381,6 +392,7 @@ class ImagesMixin(StoreMixin):
             for image_tag in list(image.image_tags):
                 self._start_lag(call, repository, image, image_tag)
                 self._last_checked.pop((call.account, call.region, name, image_tag), None)
+                self._removed_tags.add((call.account, call.region, name, image_tag))
                 deleted.append({"imageDigest": image_digest, "imageTag": image_tag})
             if not image.image_tags:
                 deleted.append({"imageDigest": image_digest})

@@ -290,7 +290,11 @@ class PullsMixin(RulesMixin, EventsMixin, FaultsMixin, StoreMixin, PullTimeMixin
 
     def _first_pull(self, target: _Target, accepted: tuple[str, ...]) -> Image | dict[str, str]:
         """A pull by tag of a tag absent from the cache: always goes upstream (or waits for the
-        background import already under way)."""
+        background import already under way). With ``reimport_after_delete`` off (unknown: no public
+        report of the API-only path), a tag BatchDeleteImage removed is never imported again: the
+        pull answers ImageNotFound, as for a tag upstream does not have."""
+        if not self.reimport_after_delete and target.key in self._removed_tags:
+            return {"failureCode": "ImageNotFound", "failureReason": "Requested image not found"}
         pending = self._pending.get(target.key)
         if pending is not None:
             return self._background_answer(pending.background)

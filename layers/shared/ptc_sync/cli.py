@@ -31,7 +31,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, NoCredentialsError, NoRegionError, ProfileNotFound
 from pydantic import ValidationError
 
-from ptc_sync import __version__
+from ptc_sync import __version__, selftest
 from ptc_sync import cli_output as out
 from ptc_sync.ecr import EcrError
 from ptc_sync.journal import newest_first
@@ -843,6 +843,17 @@ complete -F _ptc_sync {PROG}
 """
 
 
+def cmd_selftest(ctx: Context) -> int:
+    """The logic is selftest.py's: this builds the app, runs it and prints."""
+    try:
+        options = selftest.options_from(ctx.args)
+        with _opened(ctx.app(verify_timeout_seconds=ctx.args.verify_timeout)) as app:
+            result = selftest.run_selftest(app, options)
+    except selftest.SelftestUsageError as exc:
+        raise CliError(str(exc)) from exc
+    return selftest.render(result, ctx.stdout, as_json=ctx.json)
+
+
 def cmd_completion(ctx: Context) -> int:
     ctx.stdout.write(bash_completion(build_parser()))
     return out.EXIT_OK
@@ -1048,6 +1059,7 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("--check", action="store_true", help="compare and report only, refresh nothing")
     trigger.add_argument("--dry-run", action="store_true", help="the run reports what it would refresh")
     trigger.add_argument("--reason", metavar="TEXT", help="why, for the run's log (e.g. the release)")
+    selftest.add_arguments(command("selftest", selftest.SUMMARY, cmd_selftest))
     completion = command("completion", "print a shell completion script", cmd_completion)
     completion.add_argument("shell", choices=("bash",), help="the shell (bash; zsh through bashcompinit)")
     return parser

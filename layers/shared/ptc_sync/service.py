@@ -211,7 +211,12 @@ def plan_scheduled_run(raw_event: object) -> dict[str, Any]:
     app = get_app()
     planner = app.planner()
     dry = app.settings.dry_run if request.dry_run is None else request.dry_run
+    # a behaviour the refresh relies on failed this account's selftest: the run reports only, and says why
+    held = "" if dry else app.report_only_reason()
+    dry = dry or bool(held)
     plan = planner.plan(dry_run=dry)
+    if held:
+        plan.errors.insert(0, held)
     summary = _send(app, planner, plan, dry_run=dry)
     if not plan.expected:
         # nothing to check: no checker will complete (and measure) this run, so the planner does,
