@@ -4,10 +4,12 @@ from one real run through the planner and checker with a refreshed, a failed, a 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from ptc_sync import metrics
 from ptc_sync.models import short_digest
 from testbed.lambdas import Stack
 from testbed.sandbox import ACCOUNT, REGION, Sandbox
@@ -15,10 +17,7 @@ from tests.faults import AwsFaults
 from tests.sync.conftest import run_stack
 
 
-@pytest.fixture
-def outcome(
-    box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFixture[str]
-) -> dict[str, Any]:
+def _run(box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     names = {}
     images = {}
     for role in ("multi", "broken", "gone", "same"):
@@ -45,6 +44,26 @@ def outcome(
     ]
     (envelope,) = box.messages()
     return {"summary": summary, "envelope": envelope, "emf": emf, "names": names, "images": images}
+
+
+@pytest.fixture
+def outcome(
+    box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFixture[str]
+) -> dict[str, Any]:
+    return _run(box, stack, unique_repo, capsys)
+
+
+@pytest.fixture
+def opted_in(
+    box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFixture[str]
+) -> Iterator[dict[str, Any]]:
+    """The same run with the settings document's metrics.per_rule and per_outcome on."""
+    before = metrics.configured()
+    metrics.configure(metrics.MetricOptions(per_rule=True, per_outcome=True))
+    try:
+        yield _run(box, stack, unique_repo, capsys)
+    finally:
+        metrics.configure(before)
 
 
 def test_summary_counts_each_outcome_once(outcome: dict[str, Any]) -> None:
@@ -93,7 +112,23 @@ def test_sns_attributes_serve_filter_policies(outcome: dict[str, Any]) -> None:
     assert len(outcome["envelope"]["Subject"]) < 100
 
 
-def test_emf_metrics_per_run_and_per_rule(outcome: dict[str, Any]) -> None:
+def test_emf_metrics_of_a_run_with_defaults_are_the_default_set(outcome: dict[str, Any]) -> None:
+    """One blob per run, per stack: the seven the dashboard and alarms read (no upstream reported a
+    pull budget here, so no RateLimitRemaining); no RulePrefix or UpstreamHost breakdown."""
+    (totals,) = outcome["emf"]
+    (directive,) = totals["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["service"]]
+    assert sorted(m["Name"] for m in directive["Metrics"]) == sorted(
+        (*metrics.DEFAULT_COUNTS, "RunsCompleted")
+    )
+    assert len(directive["Metrics"]) == 7
+    assert totals["TagsChecked"] == [4.0]
+    assert totals["RefreshFailed"] == [1.0]
+    assert "UpstreamMissing" not in totals
+
+
+def test_emf_metrics_per_run_and_per_rule(opted_in: dict[str, Any]) -> None:
+    outcome = opted_in
     blobs = {tuple(b["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]): b for b in outcome["emf"]}
     totals = blobs[("service",)]
     assert totals["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "PtcSync"

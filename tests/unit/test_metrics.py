@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,8 +12,17 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Logger
 
-from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes, oldest_staleness_seconds
+from ptc_sync.metrics import (
+    MetricOptions,
+    configure,
+    configured,
+    emit_run_metrics,
+    log_tag_outcomes,
+    metric_count,
+    oldest_staleness_seconds,
+)
 from ptc_sync.models import Outcome, RateLimitStatus, RunReport, TagResult
+from tests.template.cfn import load_template
 
 FINISHED = datetime.now(UTC).replace(microsecond=0)
 FINISHED_MS = int(FINISHED.timestamp() * 1000)
@@ -95,40 +105,89 @@ def mixed_run() -> RunReport:
     )
 
 
-def test_run_totals_blob_has_only_the_service_dimension(
+DEFAULT_METRICS = {
+    "TagsChecked": "Count",
+    "TagsStale": "Count",
+    "TagsRefreshed": "Count",
+    "RefreshFailed": "Count",
+    "UpstreamErrors": "Count",
+    "OldestStaleSeconds": "Seconds",
+    "RunsCompleted": "Count",
+    "RateLimitRemaining": "Count",
+}
+ALL_ON = MetricOptions(per_rule=True, per_host=True, per_outcome=True)
+
+
+def test_with_defaults_a_run_writes_only_the_default_metrics(
     mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emit_run_metrics(mixed_run, service="ptc-sync")
+    """The dashboard's and the alarms' metrics, per stack, and nothing else: one blob, 8 metrics
+    (RateLimitRemaining the lowest budget of the run's hosts); no RulePrefix or UpstreamHost blob."""
+    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions())
 
-    totals = emitted(capsys)[0]
+    [totals] = emitted(capsys)
     assert directive(totals)["Namespace"] == "PtcSync"
     assert directive(totals)["Dimensions"] == [["service"]]
     assert totals["service"] == "ptc-sync"
     assert "RulePrefix" not in totals
     assert totals["_aws"]["Timestamp"] == FINISHED_MS
-    assert units(totals) == {
-        **dict.fromkeys(COUNT_METRICS, "Count"),
-        "OldestStaleSeconds": "Seconds",
-        "RunErrors": "Count",
-        "RunsCompleted": "Count",
-    }
+    assert units(totals) == DEFAULT_METRICS
+    assert len(units(totals)) == 8
     assert totals["TagsChecked"] == [8.0]
     assert totals["TagsStale"] == [4.0]
     assert totals["TagsRefreshed"] == [1.0]
     assert totals["RefreshFailed"] == [1.0]
     assert totals["UpstreamErrors"] == [1.0]
-    assert totals["UpstreamMissing"] == [1.0]
-    assert totals["RateLimited"] == [1.0]
-    assert totals["Immutable"] == [1.0]
     assert totals["OldestStaleSeconds"] == [5 * 3600.0]
-    assert totals["RunErrors"] == [1.0]
     assert totals["RunsCompleted"] == [1.0]  # the heartbeat alarm's metric
+    assert totals["RateLimitRemaining"] == [87.0]
+    assert metric_count(MetricOptions(), rules=2, hosts=1) == 8
 
 
-def test_one_blob_per_rule_prefix_with_the_rule_dimension(
+def test_the_default_set_is_what_the_dashboard_and_alarms_read() -> None:
+    """Every PtcSync metric template.yaml's alarms and dashboard series name is in the default set
+    (the dashboard's SEARCH expressions over RulePrefix and UpstreamHost show the opt-in breakdowns)."""
+    template = load_template()
+    alarmed = {
+        r["Properties"]["MetricName"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "PtcSync"
+    }
+    body = json.dumps(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+    charted = set(re.findall(r'\["PtcSync", "(\w+)"', body.replace('\\"', '"')))
+    charted |= set(re.findall(r'\["\.", "(\w+)", "\.", "\."', body.replace('\\"', '"')))
+    assert alarmed == {"RefreshFailed", "UpstreamErrors", "RunsCompleted", "OldestStaleSeconds"}
+    assert {"TagsChecked", "RateLimitRemaining"} <= charted
+    assert alarmed | charted <= set(DEFAULT_METRICS), (alarmed | charted) - set(DEFAULT_METRICS)
+
+
+def test_without_opt_in_the_breakdowns_are_log_fields(mixed_run: RunReport) -> None:
+    """Per rule and per host, the counts are log lines Logs Insights aggregates
+    (``stats sum(TagsChecked) by rule``), not metrics."""
+    stream = io.StringIO()
+    logger = Logger(service=f"test-{uuid.uuid4().hex}", stream=stream)
+    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions(), logger=logger)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    by_message: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_message.setdefault(line["message"], []).append(line)
+    [totals] = by_message["run totals"]
+    assert totals["run_id"] == "run-7"
+    assert totals["UpstreamMissing"] == 1
+    assert totals["RunErrors"] == 1
+    rules = {line["rule"]: line for line in by_message["rule totals"]}
+    assert sorted(rules) == ["docker-hub", "quay"]
+    assert rules["docker-hub"]["TagsChecked"] == 4
+    assert rules["quay"]["RateLimited"] == 1
+    [budget] = by_message["upstream budget"]
+    assert budget["host"] == "registry-1.docker.io"
+    assert budget["RateLimitRemaining"] == 87.0
+
+
+def test_opted_in_one_blob_per_rule_prefix_with_the_rule_dimension(
     mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emit_run_metrics(mixed_run, service="ptc-sync")
+    emit_run_metrics(mixed_run, service="ptc-sync", options=ALL_ON)
 
     rule_blobs = [blob for blob in emitted(capsys) if "RulePrefix" in blob]
     assert sorted(blob["RulePrefix"] for blob in rule_blobs) == ["docker-hub", "quay"]
@@ -157,10 +216,21 @@ def test_one_blob_per_rule_prefix_with_the_rule_dimension(
     assert quay["OldestStaleSeconds"] == [1800.0]
 
 
-def test_rate_limit_remaining_per_upstream_host_that_reported_one(
+def test_per_rule_alone_breaks_down_the_default_set_only(
     mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emit_run_metrics(mixed_run, service="ptc-sync")
+    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions(per_rule=True))
+
+    blobs = emitted(capsys)
+    assert len(blobs) == 1 + 2
+    for blob in blobs[1:]:
+        assert set(units(blob)) == set(DEFAULT_METRICS) - {"RunsCompleted", "RateLimitRemaining"}
+
+
+def test_opted_in_rate_limit_remaining_per_upstream_host_that_reported_one(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions(per_host=True))
 
     host_blobs = [blob for blob in emitted(capsys) if "UpstreamHost" in blob]
     [docker_hub] = host_blobs
@@ -170,16 +240,47 @@ def test_rate_limit_remaining_per_upstream_host_that_reported_one(
     assert docker_hub["RateLimitRemaining"] == [87.0]
 
 
-def test_blob_count_is_totals_plus_rules_plus_hosts(
+def test_opted_in_per_outcome_adds_the_rarer_counts_to_the_totals(
     mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emit_run_metrics(mixed_run, service="ptc-sync")
+    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions(per_outcome=True))
 
-    assert len(emitted(capsys)) == 1 + 2 + 1
+    [totals] = emitted(capsys)
+    assert units(totals) == {**DEFAULT_METRICS, **dict.fromkeys(COUNT_METRICS, "Count"), "RunErrors": "Count"}
+    assert totals["UpstreamMissing"] == [1.0]
+    assert totals["RateLimited"] == [1.0]
+    assert totals["Immutable"] == [1.0]
+    assert totals["RunErrors"] == [1.0]
+
+
+def test_metric_count_with_every_opt_in_matches_the_emitted_blobs(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Blobs: totals, one per rule, one per host; metrics (what CloudWatch bills): 13 + 2 x 10 + 1."""
+    emit_run_metrics(mixed_run, service="ptc-sync", options=ALL_ON)
+
+    blobs = emitted(capsys)
+    assert len(blobs) == 1 + 2 + 1
+    written = sum(len(units(blob)) for blob in blobs)
+    assert written == metric_count(ALL_ON, rules=2, hosts=1) == 13 + 2 * 10 + 1
+
+
+def test_the_configured_options_apply_when_none_are_passed(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = configured()
+    configure(MetricOptions(per_rule=True))
+    try:
+        emit_run_metrics(mixed_run, service="ptc-sync")
+    finally:
+        configure(before)
+    assert len(emitted(capsys)) == 1 + 2
 
 
 def test_namespace_and_service_are_configurable(capsys: pytest.CaptureFixture[str]) -> None:
-    emit_run_metrics(run(result(Outcome.FRESH)), namespace="Platform/Ecr", service="ptc-sync-staging")
+    emit_run_metrics(
+        run(result(Outcome.FRESH)), namespace="Platform/Ecr", service="ptc-sync-staging", options=ALL_ON
+    )
 
     blobs = emitted(capsys)
     assert [directive(blob)["Namespace"] for blob in blobs] == ["Platform/Ecr", "Platform/Ecr"]
@@ -187,13 +288,13 @@ def test_namespace_and_service_are_configurable(capsys: pytest.CaptureFixture[st
 
 
 def test_service_defaults_to_the_powertools_service_name(capsys: pytest.CaptureFixture[str]) -> None:
-    emit_run_metrics(run(result(Outcome.FRESH)))
+    emit_run_metrics(run(result(Outcome.FRESH)), options=ALL_ON)
 
     assert [blob["service"] for blob in emitted(capsys)] == ["ptc-sync", "ptc-sync"]
 
 
 def test_empty_run_still_reports_totals(capsys: pytest.CaptureFixture[str]) -> None:
-    emit_run_metrics(run(errors=("rule quay: discovery failed",)), service="ptc-sync")
+    emit_run_metrics(run(errors=("rule quay: discovery failed",)), service="ptc-sync", options=ALL_ON)
 
     [totals] = emitted(capsys)
     assert totals["TagsChecked"] == [0.0]
@@ -297,7 +398,9 @@ def test_results_under_no_rule_get_their_own_rule_dimension(capsys: pytest.Captu
     """An empty RulePrefix would be dropped by EMF, turning the blob into a second set of totals."""
     now = datetime.now(UTC)
     orphan = TagResult("gone/repo", "1", "", Outcome.SKIPPED, reason="not under any pull-through cache rule")
-    emit_run_metrics(RunReport("r", now, now, False, (orphan,)), namespace="PtcSync", service="ptc-sync")
+    emit_run_metrics(
+        RunReport("r", now, now, False, (orphan,)), namespace="PtcSync", service="ptc-sync", options=ALL_ON
+    )
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     dimension_sets = [tuple(b["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) for b in blobs]
     assert dimension_sets.count(("service",)) == 1, "exactly one blob of run totals"

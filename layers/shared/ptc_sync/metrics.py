@@ -1,11 +1,23 @@
 """CloudWatch metrics (EMF) and structured log lines for one sync run.
 
-Each run prints separate EMF blobs, each with its own dimension set:
+CloudWatch bills each metric name and dimension set ($0.30 a month each), so by default a run writes
+only what the dashboard and the alarms read, per stack (dimension ``service`` = the stack name):
 
-- run totals, dimensioned by ``service`` only (alarms), with ``RunsCompleted`` = 1: the heartbeat alarm
-  fires when no run completed in two schedule intervals;
-- one blob per rule prefix, dimensioned by ``RulePrefix`` and ``service`` (dashboards split by rule);
-- one blob per upstream host that reported a pull budget, dimensioned by ``UpstreamHost`` and ``service``.
+- one blob of run totals: ``TagsChecked``, ``TagsStale``, ``TagsRefreshed``, ``RefreshFailed``,
+  ``UpstreamErrors``, ``OldestStaleSeconds``, ``RunsCompleted`` (= 1: the heartbeat alarm fires when
+  no run completed in two schedule intervals) and, when an upstream reported a pull budget,
+  ``RateLimitRemaining`` (the lowest of the run's hosts).
+
+Breakdowns are opt-in (the settings document's ``metrics``; ``MetricOptions``):
+
+- ``per_rule``: one blob per rule prefix, dimensioned by ``RulePrefix`` and ``service``;
+- ``per_host``: ``RateLimitRemaining`` per upstream host, dimensioned by ``UpstreamHost`` and ``service``;
+- ``per_outcome``: the rarer outcomes' counts too (``UpstreamMissing``, ``RateLimited``, ``Immutable``,
+  ``ImagesWarming``; ``RunErrors`` in the totals), in the totals and in each rule's blob.
+
+Every run also logs its counts whatever is opted in, as structured fields Logs Insights aggregates
+(``filter message = "rule totals" | stats sum(TagsChecked) by rule``): one ``run totals`` line, one
+``rule totals`` line per rule prefix and one ``upstream budget`` line per host that reported a budget.
 
 Blobs are built with ``EphemeralMetrics`` (no state shared with the handler's ``Metrics``) and
 stamped with the run's finish time.
@@ -13,7 +25,9 @@ stamped with the run's finish time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
@@ -36,6 +50,48 @@ HOST_DIMENSION: Final = "UpstreamHost"
 NO_RULE: Final = "(no rule)"
 RUNS_COMPLETED: Final = "RunsCompleted"  # once per completed run, in the run totals only (heartbeat)
 OLDEST_STALE: Final = "OldestStaleSeconds"  # the staleness alarm's metric
+RATE_LIMIT_REMAINING: Final = "RateLimitRemaining"
+RUN_ERRORS: Final = "RunErrors"
+# what the dashboard and the alarms read: the default set, per stack and, opted in, per rule
+DEFAULT_COUNTS: Final = (
+    "TagsChecked",
+    "TagsStale",
+    "TagsRefreshed",
+    "RefreshFailed",
+    "UpstreamErrors",
+    OLDEST_STALE,
+)
+# read by nothing the stack creates: logged every run, metrics only with per_outcome
+OUTCOME_COUNTS: Final = ("UpstreamMissing", "RateLimited", "Immutable", "ImagesWarming")
+
+_log = Logger(child=True)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricOptions:
+    """The opt-in breakdowns (the settings document's ``metrics``)."""
+
+    per_rule: bool = False
+    per_host: bool = False
+    per_outcome: bool = False
+
+    def counts(self) -> tuple[str, ...]:
+        return DEFAULT_COUNTS + OUTCOME_COUNTS if self.per_outcome else DEFAULT_COUNTS
+
+
+_configured = MetricOptions()
+
+
+def configure(options: MetricOptions) -> None:
+    """The options ``emit_run_metrics`` uses when its caller passes none (the composition root,
+    ``wiring``, sets them from the settings it builds the container's objects with)."""
+    global _configured  # noqa: PLW0603 - one setting per container, like Powertools' own Metrics
+    _configured = options
+
+
+def configured() -> MetricOptions:
+    return _configured
+
 
 _COUNTED_OUTCOMES: Final[Mapping[str, Outcome]] = {
     "TagsRefreshed": Outcome.REFRESHED,
@@ -77,25 +133,64 @@ def _seconds_between(start: datetime, end: datetime) -> float:
 
 
 def emit_run_metrics(
-    report: RunReport, *, namespace: str = DEFAULT_NAMESPACE, service: str | None = None
+    report: RunReport,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    service: str | None = None,
+    options: MetricOptions | None = None,
+    logger: Logger | logging.Logger | None = None,
 ) -> None:
-    """Print the run's EMF blobs to stdout (``service`` defaults to POWERTOOLS_SERVICE_NAME)."""
-    totals = tag_counts(report.results, report.finished_at)
-    totals["RunErrors"] = len(report.errors)
+    """Print the run's EMF blobs to stdout (``service`` defaults to POWERTOOLS_SERVICE_NAME) and log
+    its counts (totals, per rule, per upstream host) as structured fields."""
+    opts = options or _configured
+    log = logger or _log
+    names = opts.counts()
+    counts = tag_counts(report.results, report.finished_at)
+    budgets = {
+        status.host: float(status.remaining)
+        for status in sorted(report.rate_limits, key=lambda status: status.host)
+        if status.remaining is not None
+    }
+    totals = {name: counts[name] for name in names}
+    if opts.per_outcome:
+        totals[RUN_ERRORS] = len(report.errors)
     totals[RUNS_COMPLETED] = 1
+    if budgets:
+        totals[RATE_LIMIT_REMAINING] = min(budgets.values())
     _flush(report, namespace, service, totals, dimensions={})
+    log.info(
+        "run totals",
+        extra={"run_id": report.run_id, **counts, RUN_ERRORS: len(report.errors), "metrics": list(totals)},
+    )
 
     for prefix in sorted({result.rule_prefix for result in report.results}):
-        in_rule = (result for result in report.results if result.rule_prefix == prefix)
+        in_rule = tag_counts(
+            (result for result in report.results if result.rule_prefix == prefix), report.finished_at
+        )
         # a tag under no rule (its repository left the rules' scope) still needs a dimension value:
         # an empty one is dropped by EMF, and the blob would count again as run totals
         label = prefix or NO_RULE
-        _flush(report, namespace, service, tag_counts(in_rule, report.finished_at), {RULE_DIMENSION: label})
+        if opts.per_rule:
+            values = {name: in_rule[name] for name in names}
+            _flush(report, namespace, service, values, {RULE_DIMENSION: label})
+        log.info("rule totals", extra={"run_id": report.run_id, "rule": label, **in_rule})
 
-    for status in sorted(report.rate_limits, key=lambda status: status.host):
-        if status.remaining is not None:
-            values = {"RateLimitRemaining": float(status.remaining)}
-            _flush(report, namespace, service, values, {HOST_DIMENSION: status.host})
+    for host, remaining in budgets.items():
+        if opts.per_host:
+            _flush(report, namespace, service, {RATE_LIMIT_REMAINING: remaining}, {HOST_DIMENSION: host})
+        log.info(
+            "upstream budget", extra={"run_id": report.run_id, "host": host, RATE_LIMIT_REMAINING: remaining}
+        )
+
+
+def metric_count(options: MetricOptions, *, rules: int, hosts: int) -> int:
+    """Custom metrics (name and dimension set) a stack's runs write: what CloudWatch bills for, with
+    ``rules`` rule prefixes and ``hosts`` upstream hosts reporting a budget (the planner's own two,
+    TagsQueued and WorkItemsQueued, are not counted here)."""
+    totals = len(options.counts()) + (1 if options.per_outcome else 0) + 1 + (1 if hosts else 0)
+    per_rule = len(options.counts()) * rules if options.per_rule else 0
+    per_host = hosts if options.per_host else 0
+    return totals + per_rule + per_host
 
 
 def _flush(
