@@ -3,25 +3,35 @@
 Handlers call ``get_app()``; tests and the local demo call ``build_app()`` with their own boto3
 session and an upstream host override (loopback registries). Nothing read from an event or from the
 account can set that override: it is a Python argument only.
+
+In Lambda, ``get_app()`` builds from the environment and the stack's settings document (the SSM
+parameter ``PTC_SETTINGS_PARAMETER``), read through Powertools Parameters as JSON and cached for
+``SETTINGS_MAX_AGE`` seconds: a changed document rebuilds the container's objects at the next
+invocation after that, an invalid one is logged with every bad field named and fails the invocation
+(the planner queues nothing; the checker's batch is retried, then dead-lettered: nothing is lost).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import boto3
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from aws_lambda_powertools.utilities.parameters.exceptions import TransformParameterError
 from botocore.config import Config
 
 from ptc_sync.checker import Checker
-from ptc_sync.container import PerContainer
 from ptc_sync.credentials import (
     EcrAuthorizationCredentials,
     RuleCredentialProvider,
@@ -33,6 +43,8 @@ from ptc_sync.discovery import Discovery
 from ptc_sync.ecr import EcrAdapter
 from ptc_sync.importer import ApiImporter, CacheImporter, ChosenImporter, EndpointImporter, choose_import_path
 from ptc_sync.journal import BackupLedger, DynamoJournal, LocalJournal, RefreshJournal
+from ptc_sync.metrics import MetricOptions
+from ptc_sync.metrics import configure as configure_metrics
 from ptc_sync.notify import Notifier, SnsNotifier
 from ptc_sync.planner import Planner
 from ptc_sync.queue import SqsWorkQueue, WorkQueue
@@ -41,7 +53,7 @@ from ptc_sync.registry import RegistryClient
 from ptc_sync.repair import Repairer
 from ptc_sync.request_window import DynamoRequestWindow, RequestWindow
 from ptc_sync.selftest_store import DynamoSelftestStore, SelftestStore, report_only_reason
-from ptc_sync.settings import SettingsError, SyncSettings, load_settings
+from ptc_sync.settings import ENV_PREFIX, SettingsError, SyncSettings, load_settings
 from ptc_sync.state import DynamoStateStore, StateStore, idempotency_persistence
 from ptc_sync.sync import SyncEngine
 from ptc_sync.upstream_access import ExplainingResolver
@@ -114,6 +126,78 @@ class App:
 def _ssm_json(name: str) -> Any:
     """An SSM parameter holding JSON, cached by Powertools Parameters for five minutes."""
     return parameters.get_parameter(name, transform="json", max_age=300)
+
+
+SETTINGS_MAX_AGE: Final = 300  # seconds a container reuses the settings document before reading it again
+_log = Logger(child=True)
+
+
+def read_settings_document(name: str) -> Any:
+    """The settings document, parsed: Powertools Parameters, ``transform="json"``, cached per container."""
+    try:
+        return parameters.get_parameter(name, transform="json", max_age=SETTINGS_MAX_AGE)
+    except TransformParameterError:
+        raise SettingsError(f"invalid settings document: settings: {name} does not hold JSON") from None
+
+
+def apply_log_level(level: str, environ: Mapping[str, str] = os.environ) -> None:
+    """The document's log_level on the function's Powertools Logger (named after the service)."""
+    service = environ.get("POWERTOOLS_SERVICE_NAME")
+    if service:
+        logging.getLogger(service).setLevel(level)
+
+
+class SettingsContainer:
+    """The container's App, built from the environment and the settings document, and built again
+    when the document changes. ``set`` pins a prebuilt App (tests and the local demo)."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        read: Callable[[str], Any] = read_settings_document,
+        build: Callable[[SyncSettings], App] | None = None,
+    ) -> None:
+        self._environ = environ
+        self._read = read
+        self._build = build or build_app
+        self._app: App | None = None
+        self._key: str | None = None
+        self._pinned = False
+        self._lock = threading.Lock()
+
+    def get(self) -> App:
+        with self._lock:
+            if self._pinned and self._app is not None:
+                return self._app
+            name = self._environ.get(f"{ENV_PREFIX}SETTINGS_PARAMETER") or None
+            document = self._read(name) if name else None
+            key = json.dumps(document, sort_keys=True)
+            if self._app is None or key != self._key:
+                try:
+                    settings = load_settings(self._environ, document)
+                except SettingsError as exc:
+                    _log.error(
+                        "settings rejected: nothing runs until they are fixed",
+                        extra={"settings_parameter": name, "reason": str(exc)},
+                    )
+                    raise
+                self._app = self._build(settings)
+                self._key = key
+                apply_log_level(settings.log_level, self._environ)
+                configure_metrics(
+                    MetricOptions(
+                        per_rule=settings.metrics_per_rule,
+                        per_host=settings.metrics_per_host,
+                        per_outcome=settings.metrics_per_outcome,
+                    )
+                )
+            return self._app
+
+    def set(self, value: App | None) -> None:
+        """Install a prebuilt App (tests and the local demo), or clear the cache with None."""
+        with self._lock:
+            self._app, self._key, self._pinned = value, None, value is not None
 
 
 def build_app(
@@ -203,7 +287,8 @@ def build_app(
     queue: WorkQueue | None = None
     if settings.queue_url:
         queue = SqsWorkQueue(session.client("sqs", config=AWS_CONFIG), settings.queue_url)
-    discovery = Discovery(ecr, journal, settings, now=now)
+    # PulledWithinDays: the tag state says when ptc-sync pulled a tag itself (discovery.py)
+    discovery = Discovery(ecr, journal, settings, now=now, pulls=state)
     return App(
         settings=settings,
         engine=SyncEngine(
@@ -223,6 +308,6 @@ def build_app(
     )
 
 
-_app = PerContainer(lambda: build_app(load_settings(os.environ)))
+_app = SettingsContainer()
 get_app = _app.get
 set_app = _app.set
