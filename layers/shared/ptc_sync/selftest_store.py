@@ -20,12 +20,15 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ptc_sync.importer import API, ENDPOINT, ImportPath
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = Logger(child=True)
 
 PK_VALUE: Final = "SELFTEST"
 LATEST: Final = "latest"
@@ -268,6 +271,7 @@ def report_only_reason(store: SelftestStore | None, import_path: str = "auto") -
         return ""
     try:
         latest = store.latest()
-    except SelftestStoreError:
+    except SelftestStoreError as exc:
+        logger.warning("selftest result not read: runs are not held by it", extra={"reason": str(exc)})
         return ""
     return latest.report_only_reason(import_path) if latest is not None else ""
