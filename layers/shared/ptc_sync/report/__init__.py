@@ -1,0 +1,117 @@
+"""The per-run report: what a run did, told in the SNS message (an AWS Chatbot custom notification),
+in email and, read back, by the chat notifier. Pure: no I/O.
+
+- ``model``: what the report says (publish or not, kind, tone, headline, title, subject, sections);
+- ``text``: the renderers (chat markdown description, plain-text email, next steps, escaping);
+- ``message``: the SNS message (Chatbot JSON content and metadata, attributes, ``build_notification``);
+- ``parse``: the description read back (``parse_description``).
+
+``ReportKind.FIRST_RUN`` is the first run after a deploy: always published, it says how many tags
+ptc-sync now watches under how many rules, so a new user sees it work on a fleet that is all fresh.
+Every name is importable from ``ptc_sync.report`` as before.
+"""
+
+from ptc_sync.report.message import (
+    ChatContent,
+    ChatMetadata,
+    ChatNotification,
+    MessageAttribute,
+    Notification,
+    RepositoryRef,
+    additional_context,
+    build_notification,
+    chat_notification,
+    keywords,
+    message_attributes,
+    parse_repository_arn,
+    related_resources,
+    repository_arn,
+    thread_id,
+)
+from ptc_sync.report.model import (
+    EVENT_TYPE,
+    FIRST_LINES_PER_SECTION,
+    MAX_DESCRIPTION_CHARS,
+    MAX_EMAIL_CHARS,
+    MAX_EMAIL_LINES_PER_SECTION,
+    MAX_IMAGES_PER_GROUP,
+    MAX_LINES_PER_SECTION,
+    MAX_PLATFORMS_SHOWN,
+    MAX_REASON_CHARS,
+    MAX_RELATED_RESOURCES,
+    MAX_SUBJECT_CHARS,
+    RECOVERED,
+    RUN_ERROR_KIND,
+    SERVICE,
+    ReportKind,
+    Tone,
+    headline,
+    is_recovery,
+    notable_kinds,
+    should_publish,
+    subject,
+    title,
+    tone_of,
+)
+from ptc_sync.report.parse import DescriptionSection, ParsedDescription, line_weight, parse_description
+from ptc_sync.report.text import (
+    description,
+    email_text,
+    escape,
+    next_steps,
+    outside_text,
+    tag_line,
+    unescape,
+)
+
+__all__ = [
+    "EVENT_TYPE",
+    "FIRST_LINES_PER_SECTION",
+    "MAX_DESCRIPTION_CHARS",
+    "MAX_EMAIL_CHARS",
+    "MAX_EMAIL_LINES_PER_SECTION",
+    "MAX_IMAGES_PER_GROUP",
+    "MAX_LINES_PER_SECTION",
+    "MAX_PLATFORMS_SHOWN",
+    "MAX_REASON_CHARS",
+    "MAX_RELATED_RESOURCES",
+    "MAX_SUBJECT_CHARS",
+    "RECOVERED",
+    "RUN_ERROR_KIND",
+    "SERVICE",
+    "ChatContent",
+    "ChatMetadata",
+    "ChatNotification",
+    "DescriptionSection",
+    "MessageAttribute",
+    "Notification",
+    "ParsedDescription",
+    "ReportKind",
+    "RepositoryRef",
+    "Tone",
+    "additional_context",
+    "build_notification",
+    "chat_notification",
+    "description",
+    "email_text",
+    "escape",
+    "headline",
+    "is_recovery",
+    "keywords",
+    "line_weight",
+    "message_attributes",
+    "next_steps",
+    "notable_kinds",
+    "outside_text",
+    "parse_description",
+    "parse_repository_arn",
+    "related_resources",
+    "repository_arn",
+    "should_publish",
+    "subject",
+    "tag_line",
+    "thread_id",
+    "title",
+    "tone_of",
+    "unescape",
+]
