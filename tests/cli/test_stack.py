@@ -114,13 +114,25 @@ def test_trigger_without_a_stack_is_a_usage_error(bed: Bed) -> None:
     assert "needs --stack-name" in result.err
 
 
+SETTINGS = f"/ptc-sync/{STACK}/settings"
+
+
+@pytest.mark.parametrize(
+    "where", ["document", "environment"], ids=["settings document", "function environment"]
+)
 def test_refresh_with_stack_name_uses_the_stacks_table_and_settings(
-    bed: Bed, unique_repo: str, monkeypatch: pytest.MonkeyPatch
+    bed: Bed, unique_repo: str, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    """No --table, no PTC_TABLE_NAME: the stack's state table holds the journal; its KeepGenerations=0
-    (not the CLI's default 1) leaves no backup behind."""
+    """No --table, no PTC_TABLE_NAME: the stack's state table holds the journal; its keep_generations
+    0 (not the CLI's default 1; in the settings document, as the stack keeps it) leaves no backup."""
     monkeypatch.delenv("PTC_TABLE_NAME")
-    deploy(bed, PTC_KEEP_GENERATIONS="0")
+    if where == "document":
+        bed.client("ssm").put_parameter(
+            Name=SETTINGS, Type="String", Value=json.dumps({"keep_generations": 0}), Overwrite=True
+        )
+        deploy(bed, PTC_SETTINGS_PARAMETER=SETTINGS)
+    else:
+        deploy(bed, PTC_KEEP_GENERATIONS="0")
     name, _old, new = make_stale(bed, unique_repo, "v")
 
     without = bed.cli("refresh", f"{name}:v")
@@ -138,3 +150,13 @@ def test_a_missing_stack_is_named_in_a_usage_error(bed: Bed) -> None:
     result = bed.cli("status", "--stack-name", "no-such-stack")
     assert result.code == 2
     assert "no-such-stack" in result.err
+
+
+def test_an_invalid_settings_document_is_a_usage_error_naming_the_field(bed: Bed) -> None:
+    bed.client("ssm").put_parameter(
+        Name=SETTINGS, Type="String", Value=json.dumps({"keep_generations": 11}), Overwrite=True
+    )
+    deploy(bed, PTC_SETTINGS_PARAMETER=SETTINGS)
+    result = bed.cli("status", "--stack-name", STACK)
+    assert result.code == 2
+    assert "settings.keep_generations: must be an integer 0..10" in result.err

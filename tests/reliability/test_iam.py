@@ -55,7 +55,9 @@ UPSTREAM_ECR = "210987654321.dkr.ecr.us-west-2.amazonaws.com"
 UPSTREAM_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ptc-sync-upstream-reader"
 # ptc-sync's own read role in the upstream account (UpstreamRoleArns): the one it assumes
 READ_ROLE = "arn:aws:iam::210987654321:role/ptc-sync-reader"
-PREWARM_PARAMETER = "/ptc-sync/prewarm"
+# the stack's settings document (template SettingsParameter for stack "ptc-sync"); a pre-warm document
+# {"prewarm", "discover"} is a valid settings document, read here through the planner's prewarm_parameter
+PREWARM_PARAMETER = "/ptc-sync/ptc-sync/settings"
 # the rule prefixes the scenarios use (the sandbox's two rules and the ECR-to-ECR one below): the
 # checker's ECR writes are granted under these only
 RULE_PREFIXES = "ecr-public,docker-hub,ecr-up"
@@ -73,6 +75,14 @@ FALLBACK_ONLY = {
         "Powertools idempotency reads the record when a conditional put returns no item (DynamoDB returns "
         "it with ReturnValuesOnConditionCheckFailure, so only a fallback); confined to pk IDEMPOTENCY"
     ),
+    **{
+        (function, "ssm:GetParameter"): (
+            "a container reads the settings document before it builds (wiring.SettingsContainer); the "
+            "scenarios install prebuilt apps, so only the planner's pre-warm read of it is recorded "
+            "(tests/unit/test_settings_document.py reads it through Powertools Parameters)"
+        )
+        for function in ("checker", "requests")
+    },
 }
 # Used, and deliberately not granted by the template as shipped (none since UpstreamRoleArns).
 NOT_GRANTED: dict[str, str] = {}
@@ -419,7 +429,6 @@ def evaluator_for(recorded: Recorded, **overrides: str) -> Evaluator:
     return Evaluator(
         load_template(),
         {
-            "PrewarmParameterName": PREWARM_PARAMETER,
             "ChatWebhookSecretArn": recorded.chat_secret_arn,
             # sts:AssumeRole is granted for exactly ptc-sync's read roles in upstream accounts
             "UpstreamRoleArns": READ_ROLE,
@@ -536,7 +545,7 @@ def test_dynamodb_writes_are_confined_by_leading_keys(recorded: Recorded) -> Non
 
 def test_ecr_writes_are_confined_to_the_rule_prefixes(recorded: Recorded) -> None:
     """With RulePrefixes set, the checker may write under those prefixes of this account and region
-    only; with it empty (every rule) or ROOT, no prefix exists and writes stay on RepositoryScope."""
+    only; with it empty (every rule) or ROOT, no prefix exists and writes stay on every repository."""
     writes = ("ecr:PutImage", "ecr:BatchDeleteImage", "ecr:CreateRepository", "ecr:BatchImportUpstreamImage")
     elsewhere = [
         repository_arn("other/app"),
@@ -572,8 +581,7 @@ def test_secrets_readable_are_the_credentials_of_the_rules_in_scope(recorded: Re
             function_id,
             recorded,
             UpstreamCredentialArns="",
-            CreateDockerHubRule="true",
-            DockerHubCredentialArn=stack_hub,
+            CreateRules=f"docker-hub={stack_hub}",
         )
         assert permitted(created, Need("secretsmanager:GetSecretValue", stack_hub))
         assert not permitted(created, Need("secretsmanager:GetSecretValue", other))

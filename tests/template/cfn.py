@@ -1,5 +1,5 @@
 """A small CloudFormation evaluator for template tests: parameters, conditions, rules and the few
-intrinsic functions the environment variables and lifecycle policies use.
+intrinsic functions the environment variables, lifecycle policies and list parameters use.
 
 It knows what template.yaml uses and refuses anything else (an unknown function is an error, so a
 new construct cannot be skipped silently). ``Ref`` to a resource gives a fake physical id shaped like
@@ -124,7 +124,7 @@ class Evaluator:
             failures += [a["AssertDescription"] for a in rule["Assertions"] if not self.truth(a["Assert"])]
         return failures
 
-    def value(self, node: Any) -> Any:  # noqa: PLR0911 - one return per intrinsic function
+    def value(self, node: Any) -> Any:  # noqa: PLR0911, PLR0912 - one branch per intrinsic function
         """A property value with Ref, Fn::If, Fn::Sub and Fn::GetAtt resolved (NO_VALUE for AWS::NoValue)."""
         if isinstance(node, list):
             return [v for v in (self.value(x) for x in node) if v is not NO_VALUE]
@@ -145,6 +145,13 @@ class Evaluator:
             if fn == "Fn::Split":
                 separator, text = arg
                 return str(self.value(text)).split(separator)
+            if fn == "Fn::Select":
+                index, items = arg
+                values = self.value(items)
+                position = int(self.value(index))
+                if not 0 <= position < len(values):
+                    raise ValueError(f"Fn::Select index {position} of {len(values)} values (deploy fails)")
+                return values[position]
             if fn == "Fn::GetAtt":
                 logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
                 if not self.created(logical_id):

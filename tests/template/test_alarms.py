@@ -281,7 +281,7 @@ def test_run_metric_alarms_take_one_schedule_interval_as_their_period(schedule: 
 
 
 def test_no_heartbeat_when_the_schedule_is_disabled() -> None:
-    assert "HeartbeatAlarm" not in alarms({"ScheduleState": "DISABLED"})
+    assert "HeartbeatAlarm" not in alarms({"ScheduleExpression": "disabled"})
 
 
 # --- the dashboard ----------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def test_dashboard_shows_lambda_errors_duration_and_throttles_of_every_function(
 
 
 @pytest.mark.parametrize(
-    "overrides", [{}, {"ChatWebhookSecretArn": CHAT_SECRET, "ScheduleState": "DISABLED"}]
+    "overrides", [{}, {"ChatWebhookSecretArn": CHAT_SECRET, "ScheduleExpression": "disabled"}]
 )
 def test_dashboard_alarm_widget_lists_every_alarm_the_stack_creates(overrides: dict[str, str]) -> None:
     (widget,) = [w for w in dashboard(overrides)["widgets"] if w["type"] == "alarm"]

@@ -21,19 +21,12 @@ from cfnlint.api import lint
 from .cfn import TEMPLATE, load_template
 from .test_resources import ALL_RULES, EVERYTHING_ON
 
-NUMBERS = {n: p for n, p in load_template()["Parameters"].items() if p["Type"] == "Number"}
 VARIANTS = {
     "shipped": {},
-    # every Number at its bounds (cfn-lint checks the values it can resolve through the transform;
-    # bounds it cannot see, like the SQS event source's, are tested in test_resources)
-    "numbers-at-minimum": {n: str(p["MinValue"]) for n, p in NUMBERS.items()},
-    "numbers-at-maximum": {n: str(p["MaxValue"]) for n, p in NUMBERS.items()},
-    "everything-on": EVERYTHING_ON,
-    "rules-with-root-template": {**ALL_RULES, "RepositoryCreationTemplates": "ROOT"},
-    "root-template-only": {
-        "RepositoryCreationTemplates": "ROOT",
-        "ChatDashboardUrl": "https://example.com/d",
-    },
+    "everything-on": {**EVERYTHING_ON, "CheckerConcurrency": "100 reserved", "RulePrefixes": "docker-hub"},
+    "rules-with-root-template": {**ALL_RULES, "RepositoryCreationTemplates": "ROOT,9999,1"},
+    "root-template-only": {"RepositoryCreationTemplates": "ROOT", "ScheduleExpression": "disabled"},
+    "minimum-concurrency-hourly": {"CheckerConcurrency": "2", "ScheduleExpression": "rate(1 hour)"},
 }
 
 

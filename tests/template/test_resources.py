@@ -29,15 +29,7 @@ CHAT_RESOURCES = {NOTIFIER, "ChatDeliveryFailedQueue", "ChatNotifierLogGroup", "
 CHAT_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ptc-sync/chat-AbCdEf"
 HUB_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/docker-hub-AbCdEf"
 GHCR_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/ghcr-AbCdEf"
-ALL_RULES = {
-    "CreateDockerHubRule": "true",
-    "DockerHubCredentialArn": HUB_SECRET,
-    "CreateEcrPublicRule": "true",
-    "CreateQuayRule": "true",
-    "CreateK8sRule": "true",
-    "CreateGhcrRule": "true",
-    "GhcrCredentialArn": GHCR_SECRET,
-}
+ALL_RULES = {"CreateRules": f"docker-hub={HUB_SECRET},ecr-public,quay,k8s,ghcr={GHCR_SECRET}"}
 EVERYTHING_ON = {**ALL_RULES, "ChatWebhookSecretArn": CHAT_SECRET}
 
 
@@ -64,31 +56,74 @@ def test_everything_on_creates_every_rule_its_templates_and_the_notifier() -> No
     assert created >= CHAT_RESOURCES
 
 
-def test_root_template_instead_of_per_rule_templates() -> None:
-    root = Evaluator(TEMPLATE, {**ALL_RULES, "RepositoryCreationTemplates": "ROOT"}).created_resources()
+@pytest.mark.parametrize("mode", ["ROOT", "ROOT,7,1"])
+def test_root_template_instead_of_per_rule_templates(mode: str) -> None:
+    root = Evaluator(TEMPLATE, {**ALL_RULES, "RepositoryCreationTemplates": mode}).created_resources()
     assert root & _of_type("AWS::ECR::RepositoryCreationTemplate") == {"RootRepositoryTemplate"}
     none = Evaluator(TEMPLATE, {**ALL_RULES, "RepositoryCreationTemplates": "NONE"}).created_resources()
     assert not none & _of_type("AWS::ECR::RepositoryCreationTemplate")
     # a ROOT template needs no rule from this stack: it applies to the account's existing rules too
-    alone = Evaluator(TEMPLATE, {"RepositoryCreationTemplates": "ROOT"}).created_resources()
+    alone = Evaluator(TEMPLATE, {"RepositoryCreationTemplates": mode}).created_resources()
     assert "RootRepositoryTemplate" in alone
 
 
+RULE_KINDS = {
+    "DockerHubCacheRule": "docker-hub",
+    "EcrPublicCacheRule": "ecr-public",
+    "QuayCacheRule": "quay",
+    "K8sCacheRule": "k8s",
+    "GhcrCacheRule": "ghcr",
+}
+
+
 @pytest.mark.parametrize(
-    ("overrides", "refused"),
+    ("create", "created"),
     [
-        ({}, False),
-        ({"CreateDockerHubRule": "true"}, True),
-        ({"CreateDockerHubRule": "true", "DockerHubCredentialArn": HUB_SECRET}, False),
-        ({"CreateGhcrRule": "true"}, True),
-        ({"CreateGhcrRule": "true", "GhcrCredentialArn": GHCR_SECRET}, False),
-        ({"CreateEcrPublicRule": "true", "CreateQuayRule": "true", "CreateK8sRule": "true"}, False),
+        ("", set()),
+        ("quay", {"QuayCacheRule"}),
+        ("ecr-public,k8s", {"EcrPublicCacheRule", "K8sCacheRule"}),
+        (f"docker-hub={HUB_SECRET}", {"DockerHubCacheRule"}),
+        (f"ghcr={GHCR_SECRET},quay", {"GhcrCacheRule", "QuayCacheRule"}),
+        (ALL_RULES["CreateRules"], set(RULE_KINDS)),
     ],
 )
-def test_rules_refuse_a_credentialed_upstream_without_credentials(
-    overrides: dict[str, str], refused: bool
+def test_create_rules_creates_exactly_the_kinds_it_names(create: str, created: set[str]) -> None:
+    """One list parameter, each kind with its own name as the prefix and, for docker-hub and ghcr,
+    the credential after "="; the other kinds are not created (a kind is not a substring match)."""
+    evaluator = Evaluator(TEMPLATE, {"CreateRules": create})
+    assert evaluator.created_resources() & set(RULE_KINDS) == created
+    for name in created:
+        props = evaluator.value(RESOURCES[name]["Properties"])
+        assert props["EcrRepositoryPrefix"] == RULE_KINDS[name]
+        if name == "DockerHubCacheRule":
+            assert props["CredentialArn"] == HUB_SECRET
+        if name == "GhcrCacheRule":
+            assert props["CredentialArn"] == GHCR_SECRET
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),
+        ("ecr-public", True),
+        (f"docker-hub={HUB_SECRET}", True),
+        ("docker-hub", False),  # ECR's Docker Hub rules need credentials: refused before anything is created
+        ("ghcr", False),
+        (
+            f"ghcr={HUB_SECRET.replace('ecr-pullthroughcache/', 'other/')}",
+            False,
+        ),  # ECR reads that prefix only
+        ("quay=arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/q-AbCdEf", False),
+        ("Docker-Hub", False),
+        ("gcr", False),
+    ],
+)
+def test_create_rules_pattern_refuses_a_credentialed_upstream_without_credentials(
+    value: str, ok: bool
 ) -> None:
-    assert bool(Evaluator(TEMPLATE, overrides).rule_failures()) is refused
+    """CloudFormation applies a CommaDelimitedList's AllowedPattern to each element."""
+    pattern = TEMPLATE["Parameters"]["CreateRules"]["AllowedPattern"]
+    assert all(re.fullmatch(pattern, part) for part in value.split(",")) is ok
 
 
 def test_created_rules_point_where_ptc_sync_maps_them() -> None:
@@ -130,12 +165,21 @@ def test_each_per_rule_template_has_its_rules_prefix() -> None:
     assert template_prefixes == rule_prefixes
 
 
-@pytest.mark.parametrize("overrides", [{}, {"BackupRetentionDays": "7", "UntaggedRetentionDays": "1"}])
+@pytest.mark.parametrize(
+    ("templates", "days"),
+    [
+        ("PER_RULE,30,14", (30, 14)),
+        ("PER_RULE", (30, 14)),
+        ("PER_RULE,7,1", (7, 1)),
+        ("ROOT,9999,3", (9999, 3)),
+    ],
+)
 def test_creation_templates_keep_tags_mutable_and_expire_backups_and_untagged(
-    overrides: dict[str, str],
+    templates: str, days: tuple[int, int]
 ) -> None:
-    evaluator = Evaluator(TEMPLATE, {**EVERYTHING_ON, **overrides})
-    for name in _of_type("AWS::ECR::RepositoryCreationTemplate"):
+    evaluator = Evaluator(TEMPLATE, {**EVERYTHING_ON, "RepositoryCreationTemplates": templates})
+    assert evaluator.created_resources() & _of_type("AWS::ECR::RepositoryCreationTemplate")
+    for name in _of_type("AWS::ECR::RepositoryCreationTemplate") & evaluator.created_resources():
         props = evaluator.value(RESOURCES[name]["Properties"])
         assert props["AppliedFor"] == ["PULL_THROUGH_CACHE"]
         assert props["ImageTagMutability"] == "MUTABLE", "a refresh re-points tags"
@@ -144,9 +188,9 @@ def test_creation_templates_keep_tags_mutable_and_expire_backups_and_untagged(
         rules = json.loads(props["LifecyclePolicy"])["rules"]
         backups, untagged = sorted(rules, key=lambda r: r["rulePriority"])
         assert backups["selection"]["tagPatternList"] == [BACKUP_PREFIX + "*"]
-        assert backups["selection"]["countNumber"] == int(evaluator.params["BackupRetentionDays"])
+        assert backups["selection"]["countNumber"] == days[0]
         assert untagged["selection"]["tagStatus"] == "untagged"
-        assert untagged["selection"]["countNumber"] == int(evaluator.params["UntaggedRetentionDays"])
+        assert untagged["selection"]["countNumber"] == days[1]
         for rule in rules:
             assert rule["selection"]["countType"] == "sinceImagePushed"
             assert rule["selection"]["countUnit"] == "days"
@@ -185,17 +229,11 @@ def test_sync_functions_start_with_the_default_environment(overrides: dict[str, 
         assert settings.dry_run is False
 
 
-@pytest.mark.parametrize(
-    ("dashboard", "expected"),
-    [
-        ("", f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#dashboards:name="),
-        ("https://grafana.example.com/d/ptc", "https://grafana.example.com/d/ptc"),
-    ],
-)
-def test_notifier_starts_with_its_environment_and_links_the_dashboard(dashboard: str, expected: str) -> None:
+def test_notifier_starts_with_its_environment_and_links_the_dashboard() -> None:
     """The notifier also gets every Globals variable (the sync's settings): it must ignore those and
-    accept its own; an empty ChatDashboardUrl links this stack's dashboard."""
-    evaluator = Evaluator(TEMPLATE, {"ChatWebhookSecretArn": CHAT_SECRET, "ChatDashboardUrl": dashboard})
+    accept its own; its messages link this stack's dashboard."""
+    expected = f"https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#dashboards:name="
+    evaluator = Evaluator(TEMPLATE, {"ChatWebhookSecretArn": CHAT_SECRET})
     env = environment(evaluator, NOTIFIER)
     assert {"PTC_TOPIC_ARN", "PTC_QUEUE_URL"} <= set(env)
     settings = load_chat_settings(env)
@@ -219,24 +257,25 @@ def test_notifier_reads_only_its_secret_and_gives_up_into_a_queue() -> None:
 
 def test_checker_concurrency_fits_the_sqs_event_source() -> None:
     """The SQS event source's MaximumConcurrency takes 2 to 1000 (CloudFormation refuses 1 at deploy
-    time; cfn-lint does not see it through the transform), and reserved concurrency, when asked for,
-    must not be below it or Lambda throttles the batches the poller hands over."""
+    time; cfn-lint does not see it through the transform), and reserved concurrency, when asked for
+    ("N reserved"), is the same N: below it Lambda would throttle the batches the poller hands over."""
     checker = RESOURCES["CheckerFunction"]["Properties"]
-    scaling = checker["Events"]["Work"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
-    assert scaling == {"Ref": "CheckerConcurrency"}
-    param = TEMPLATE["Parameters"]["CheckerConcurrency"]
-    assert 2 <= param["MinValue"] <= param["MaxValue"] <= 1000
-    reserved = Evaluator(TEMPLATE, {"ReserveCheckerConcurrency": "true", "CheckerConcurrency": "7"}).value(
-        checker
-    )
-    assert (
-        reserved["ReservedConcurrentExecutions"]
-        == reserved["Events"]["Work"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
-        == "7"
-    )
+    pattern = TEMPLATE["Parameters"]["CheckerConcurrency"]["AllowedPattern"]
+    accepted = [n for n in range(1200) if re.fullmatch(pattern, str(n))]
+    assert accepted == list(range(2, 101))
+    assert re.fullmatch(pattern, "7 reserved")
+    assert not re.fullmatch(pattern, "reserved")
+    assert not re.fullmatch(pattern, "7reserved")
+    for value, reserve in (("5", None), ("7", None), ("7 reserved", "7"), ("100 reserved", "100")):
+        props = Evaluator(TEMPLATE, {"CheckerConcurrency": value}).value(checker)
+        maximum = props["Events"]["Work"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+        assert maximum == value.split()[0]
+        assert props.get("ReservedConcurrentExecutions") == reserve
 
 
-@pytest.mark.parametrize("overrides", [{}, EVERYTHING_ON, {"CheckerConcurrency": "2"}])
+@pytest.mark.parametrize(
+    "overrides", [{}, EVERYTHING_ON, {"CheckerConcurrency": "2"}, {"CheckerConcurrency": "100"}]
+)
 def test_no_function_reserves_concurrency_by_default(overrides: dict[str, str]) -> None:
     """Lambda refuses a reservation that leaves fewer than 10 unreserved executions, so any reservation
     fails in an account with the default quota of 10: the default deploy reserves none."""

@@ -177,12 +177,10 @@ def test_no_function_reads_every_pull_through_cache_secret(function_id: str) -> 
     named = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/quay-AbCdEf"
     cases = {
         "default": ({}, []),
-        "stack rule": ({"CreateDockerHubRule": "true", "DockerHubCredentialArn": hub}, [hub]),
+        "stack rule": ({"CreateRules": f"docker-hub={hub}"}, [hub]),
+        "stack rules": ({"CreateRules": f"ecr-public,ghcr={named},docker-hub={hub},quay"}, [hub, named]),
         "named": ({"UpstreamCredentialArns": named}, [named]),
-        "both": (
-            {"CreateDockerHubRule": "true", "DockerHubCredentialArn": hub, "UpstreamCredentialArns": named},
-            [hub, named],
-        ),
+        "both": ({"CreateRules": f"docker-hub={hub}", "UpstreamCredentialArns": named}, [hub, named]),
     }
     for label, (overrides, expected) in cases.items():
         readable = [
@@ -214,3 +212,45 @@ def test_checker_writes_only_under_the_rule_prefixes() -> None:
         assert not [
             s for s in _statements("CheckerFunction", {"RulePrefixes": prefixes}) if s["Effect"] == "Deny"
         ]
+
+
+ECR_READS = {"ecr:DescribeRepositories", "ecr:DescribeImages"}
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "scope"),
+    [("", "*"), ("ROOT", "*"), ("docker-hub", "docker-hub/*"), ("docker-hub,quay", "*"), ("a/b", "a/b/*")],
+)
+@pytest.mark.parametrize("function_id", ["SyncFunction", "CheckerFunction", "RequestsFunction"])
+def test_one_rule_prefix_scopes_the_ecr_reads(function_id: str, prefixes: str, scope: str) -> None:
+    """RepositoryScope is derived: one rule prefix scopes the reads to its repositories (several are
+    confined for writes by the checker's Deny; ROOT and every rule need every repository)."""
+    resources = {
+        r
+        for s in _statements(function_id, {"RulePrefixes": prefixes})
+        if s["Effect"] == "Allow" and ECR_READS & set(_as_list(s["Action"]))
+        for r in _as_list(s["Resource"])
+    }
+    assert resources == {f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{scope}"}
+    consumer = Evaluator(TEMPLATE, {"RulePrefixes": prefixes}).value(
+        RESOURCES["CacheConsumerPolicy"]["Properties"]
+    )
+    (pull,) = [s for s in consumer["PolicyDocument"]["Statement"] if s["Sid"] == "PullThroughTheCache"]
+    assert pull["Resource"] == f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{scope}"
+
+
+@pytest.mark.parametrize("function_id", ["SyncFunction", "CheckerFunction", "RequestsFunction"])
+def test_functions_read_only_their_stacks_settings_parameter(function_id: str) -> None:
+    evaluator = Evaluator(TEMPLATE)
+    name = evaluator.value({"Ref": "SettingsParameter"})
+    ssm = [
+        s for s in _statements(function_id, {}) if any(a.startswith("ssm:") for a in _as_list(s["Action"]))
+    ]
+    assert [(s["Action"], s["Resource"]) for s in ssm] == [
+        ("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/ptc-sync/{STACK_NAME}/settings")
+    ]
+    assert (
+        evaluator.value(RESOURCES["SettingsParameter"]["Properties"])["Name"]
+        == f"/ptc-sync/{STACK_NAME}/settings"
+    )
+    assert name

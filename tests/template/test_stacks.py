@@ -37,6 +37,7 @@ NAME_PROPERTY = {
     "AWS::Scheduler::Schedule": "Name",
     "AWS::SNS::Topic": "TopicName",
     "AWS::SQS::Queue": "QueueName",
+    "AWS::SSM::Parameter": "Name",
     # account-level singletons by design: one rule and one creation template per prefix and account
     # (optional, off by default; test_account_setup_is_the_one_shared_part)
     "AWS::ECR::PullThroughCacheRule": "EcrRepositoryPrefix",

@@ -1,24 +1,26 @@
 """A deployed stack as the CLI sees it: its outputs, the settings its functions run with, its bus.
 
-``ptc-sync --stack-name NAME …`` reads the stack once (CloudFormation DescribeStacks) and the sync
-function's configuration (Lambda GetFunctionConfiguration): the ``PTC_*`` variables there are exactly
-the settings the scheduled sync uses (KeepGenerations, the scope, the state table), so nothing has to
-be typed again. The operator needs ``cloudformation:DescribeStacks`` on the stack and
-``lambda:GetFunctionConfiguration`` on its SyncFunction; ``trigger`` also ``events:PutEvents`` on the
-request bus, which the bus's policy must allow (RequestPrincipalArns).
+``ptc-sync --stack-name NAME …`` reads the stack once (CloudFormation DescribeStacks), the sync
+function's configuration (Lambda GetFunctionConfiguration) and the settings document its
+``PTC_SETTINGS_PARAMETER`` names (SSM GetParameter, validated as the functions validate it): together
+exactly the settings the scheduled sync uses (keep_generations, the scope, the state table), so nothing
+has to be typed again. The operator needs ``cloudformation:DescribeStacks`` on the stack,
+``lambda:GetFunctionConfiguration`` on its SyncFunction and ``ssm:GetParameter`` on its settings
+parameter; ``trigger`` also ``events:PutEvents`` on the request bus, which the bus's policy must allow
+(RequestPrincipalArns).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ptc_sync.settings import prefixed
+from ptc_sync.settings import ENV_PREFIX, SettingsError, parse_settings_document, prefixed
 
 SYNC_REQUEST: Final = "Sync Request"
 # settings the CLI takes from the stack: never where reports go or work is queued (the CLI notifies
@@ -53,10 +55,13 @@ class DeployedStack:
     name: str
     outputs: Mapping[str, str]
     environment: Mapping[str, str]  # the sync function's PTC_* variables
+    # the settings document as SyncSettings values (SettingsDocument.settings_values)
+    document: Mapping[str, Any] = field(default_factory=dict)
 
-    def settings(self) -> dict[str, str]:
+    def settings(self) -> dict[str, Any]:
         """SyncSettings values (field name → the stack's value) the CLI runs with."""
-        return {k: v for k, v in prefixed(self.environment).items() if k in CLI_SETTINGS}
+        values = {**self.document, **prefixed(self.environment)}
+        return {k: v for k, v in values.items() if k in CLI_SETTINGS}
 
     def output(self, key: str) -> str:
         value = self.outputs.get(key)
@@ -80,7 +85,27 @@ def read_stack(session: boto3.Session, name: str) -> DeployedStack:
     except (ClientError, BotoCoreError) as exc:
         raise StackError(f"stack {name}: the sync function's settings: {exc}") from exc
     variables = config.get("Environment", {}).get("Variables", {})
-    return DeployedStack(name, outputs, {k: v for k, v in variables.items() if k.startswith("PTC_")})
+    environment = {k: v for k, v in variables.items() if k.startswith("PTC_")}
+    return DeployedStack(name, outputs, environment, read_settings_document(session, name, environment))
+
+
+def read_settings_document(
+    session: boto3.Session, stack: str, environment: Mapping[str, str]
+) -> dict[str, Any]:
+    """The stack's settings document as SyncSettings values ({} for a stack without one)."""
+    parameter = environment.get(f"{ENV_PREFIX}SETTINGS_PARAMETER")
+    if not parameter:
+        return {}
+    try:
+        text = session.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"]
+    except (ClientError, BotoCoreError) as exc:
+        raise StackError(f"stack {stack}: its settings document {parameter}: {exc}") from exc
+    try:
+        return parse_settings_document(json.loads(text)).settings_values()
+    except SettingsError as exc:
+        raise StackError(f"stack {stack}: {parameter}: {exc}") from None
+    except ValueError:
+        raise StackError(f"stack {stack}: {parameter} does not hold JSON") from None
 
 
 def sync_request_detail(
