@@ -27,6 +27,7 @@ help:
 	@echo "make bench-scale the fan-out over 10,000 cached tags in 2,000 repositories: time, memory, requests"
 	@echo "make scan        cfn-lint and checkov (own venv) on template.yaml; suppressions live in Metadata"
 	@echo "make clean       remove the venv and build output"
+	@echo "make e2e         opt-in: deploy a throwaway stack to your AWS account, selftest, one sync, delete (docs/e2e.md)"
 
 $(STAMP): pyproject.toml
 	@py=$$(scripts/find-python313) && echo "creating $(VENV) with $$py" && "$$py" -m venv --clear $(VENV)
@@ -105,6 +106,14 @@ FAST_TESTS := tests/fast tests/unit/test_semver.py tests/unit/test_semver_and_wo
 .PHONY: test-fast
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest -q $(FAST_TESTS) $(PYTEST_ARGS)
+
+# The opt-in end-to-end suite (docs/e2e.md): with real AWS credentials and PTC_E2E_CONFIRM=yes it
+# deploys a uniquely named stack, runs the selftest and one sync, and deletes the stack; skipped with
+# a one-line reason otherwise, never in CI. --confcutdir keeps tests/conftest.py, which swaps the
+# environment's AWS credentials for fake ones, out of it.
+.PHONY: e2e
+e2e: $(STAMP)
+	$(VENV)/bin/pytest -m e2e --confcutdir=tests/e2e tests/e2e $(PYTEST_ARGS)
 
 # Every function imported from the built artifact (.aws-sam/build) in a clean interpreter with only
 # its code and the layer on the path, each import timed; on a machine that is not arm64 the layer is
