@@ -26,15 +26,16 @@ removed. A failure before 3 leaves the tag alone. A failure after 3 puts the old
 the tag and checks that it is there; when even that fails, or the process dies, the intent stays
 open and ``repair.Repairer`` finishes the job on the next run.
 
-Backup tags are named ``ptc-sync-prev--<tag>--<UTC stamp>``, at most 128 characters (a long source
-tag is cut and given a short hash). The name is only a label: what makes a tag a backup is its
-record in the ledger, which also names its source tag.
+Backup tags, their names and the pruning of generations beyond ``keep_generations`` are
+``backups.py``'s (names re-exported here). What stays is one protocol: the steps above, the rollback
+after a failure and the entry points the repair sweep and the CLI call (``restore``, ``rollback``,
+``prewarm``). It is over 400 lines on purpose: split by step, a reader would follow one tag's life
+through several modules, and every step shares the lease, the bound and the rollback.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,16 @@ from enum import StrEnum
 from typing import Any, Final
 
 from ptc_sync import mediatypes as mt
+from ptc_sync.backups import (
+    BACKUP_PREFIX,
+    DROP_BACKUP_STEP,
+    MAX_TAG,
+    backup_source,
+    backup_tag_for,
+    drop_backups,
+    is_backup_tag,
+    surplus,
+)
 from ptc_sync.ecr import EcrAdapter, EcrError, Manifest
 from ptc_sync.importer import ApiImporter, CacheImporter
 from ptc_sync.journal import (
@@ -57,8 +68,6 @@ from ptc_sync.journal import (
 from ptc_sync.models import CachedTag, short_digest
 from ptc_sync.state import StateError
 
-BACKUP_PREFIX: Final = "ptc-sync-prev--"
-STAMP_FORMAT: Final = "%Y%m%dT%H%M%SZ"
 # Codes after which waiting cannot help: the import will not finish in the background.
 DEFINITE_IMPORT_FAILURES: Final = frozenset(
     {"AccessDeniedException", "RepositoryNotFoundException", "UpstreamAccessDenied", "UnsupportedImageType"}
@@ -70,8 +79,27 @@ RESTORE_ATTEMPTS: Final = 4  # PutImage of the old manifest during a rollback, a
 # seconds for the calls around the polling (lease, read, backup, intent, remove, import request,
 # restore, close), each bounded by the AWS client's timeouts and retries
 CALL_ALLOWANCE: Final = 45.0
-MAX_TAG: Final = 128  # the reference grammar's limit: a longer tag is not addressable by any client
-_HASH_CHARS: Final = 8
+
+
+__all__ = [
+    "BACKUP_PREFIX",
+    "CALL_ALLOWANCE",
+    "DEFINITE_IMPORT_FAILURES",
+    "MAX_TAG",
+    "PREWARM_DEFINITE",
+    "RESTORE_ATTEMPTS",
+    "UNKNOWN_PLATFORM",
+    "ImageContents",
+    "RefreshResult",
+    "Refresher",
+    "Step",
+    "StepFailedError",
+    "backup_source",
+    "backup_tag_for",
+    "is_backup_tag",
+    "platforms_of",
+    "pull_cost",
+]
 
 
 class Step(StrEnum):
@@ -82,34 +110,7 @@ class Step(StrEnum):
     IMPORT = "import"
     WARM = "warm"
     VERIFY = "verify"
-    DROP_BACKUP = "drop-backup"
-
-
-def backup_tag_for(tag: str, at: datetime) -> str:
-    """``ptc-sync-prev--<tag>--<stamp>``, cut to 128 characters: a long tag keeps its start and a
-    hash of the whole (``<start>.<sha256[:8]>``), so two long tags never share a backup name."""
-    stamp = at.astimezone(UTC).strftime(STAMP_FORMAT)
-    name = f"{BACKUP_PREFIX}{tag}--{stamp}"
-    if len(name) <= MAX_TAG:
-        return name
-    room = MAX_TAG - len(BACKUP_PREFIX) - len(stamp) - 2 - _HASH_CHARS - 1
-    digest = hashlib.sha256(tag.encode()).hexdigest()[:_HASH_CHARS]
-    return f"{BACKUP_PREFIX}{tag[:room]}.{digest}--{stamp}"
-
-
-def is_backup_tag(tag: str) -> bool:
-    """Whether the tag is named like a backup. A name proves nothing (upstream may use any name):
-    only the ledger says which tags are ptc-sync's backups."""
-    return tag.startswith(BACKUP_PREFIX)
-
-
-def backup_source(backup_tag: str) -> str | None:
-    """``ptc-sync-prev--node--20261127T101500Z`` → ``node`` (None when not named like a backup; a
-    shortened name gives its cut form: the ledger's record has the real source)."""
-    if not is_backup_tag(backup_tag):
-        return None
-    source, sep, _stamp = backup_tag[len(BACKUP_PREFIX) :].rpartition("--")
-    return source if sep else None
+    DROP_BACKUP = DROP_BACKUP_STEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,8 +313,7 @@ class Refresher:
             self.ledger.mark_kept(record)
         except StateError as exc:
             notes += (f"backup {record.backup_tag} not marked kept ({exc})",)
-        generations = newest_first([*existing_backups, record])
-        notes += self.drop_backups(repo, generations[self.keep_generations :])
+        notes += self.drop_backups(repo, surplus([*existing_backups, record], self.keep_generations))
         notes += self._release(intent)
         kept = record.backup_tag if self.keep_generations > 0 else None
         return RefreshResult(
@@ -628,17 +628,5 @@ class Refresher:
             return False
 
     def drop_backups(self, repo: str, doomed: Sequence[BackupRecord]) -> tuple[str, ...]:
-        """Delete these backup tags, then their ledger records; a failure here is a note, not a
-        failed refresh (a record whose tag is still there is pruned next time)."""
-        if not doomed:
-            return ()
-        tags = [r.backup_tag for r in doomed]
-        try:
-            self.ecr.delete_tags(repo, tags)
-        except EcrError as exc:
-            return (f"{Step.DROP_BACKUP}: {exc}",)
-        try:
-            self.ledger.forget_backups(repo, tags)
-        except StateError as exc:
-            return (f"{Step.DROP_BACKUP}: ledger not updated ({exc})",)
-        return ()
+        """Step 8 (and after a rollback or a repair): ``backups.drop_backups``."""
+        return drop_backups(self.ecr, self.ledger, repo, doomed)
