@@ -174,7 +174,7 @@ def test_a_crash_exits_3_with_one_line_and_the_traceback_only_with_debug(
     def crash(ctx: cli.Context) -> int:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(cli, "cmd_status", crash)
+    monkeypatch.setattr(cli.commands, "cmd_status", crash)
     code, stdout, stderr = run("status")
     assert code == 3
     assert stderr.splitlines() == [
@@ -269,8 +269,8 @@ def test_a_scan_shows_progress_on_a_terminal_stderr_only(
     for tag in ("a", "b", "c"):
         bed.pusher.push_image(unique_repo, tag)
         bed.cache(f"ecr-public/{unique_repo}", tag)
-    monkeypatch.setattr(cli, "PROGRESS_DELAY", 0.0)
-    monkeypatch.setattr(cli, "PROGRESS_INTERVAL", 0.001)
+    monkeypatch.setattr(cli.context, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(cli.context, "PROGRESS_INTERVAL", 0.001)
     stdout, stderr = io.StringIO(), Terminal()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         code = cli.main(["check", "--output", "json", *bed.aws_args])
