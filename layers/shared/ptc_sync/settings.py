@@ -275,6 +275,8 @@ class SettingsDocument(BaseModel):
     rate_limit_reserve: int = Field(default=10, ge=0, le=1000)
     refresh_cooldown_minutes: int = Field(default=30, ge=0, le=10080)
     max_refreshes_per_run: int = Field(default=200, ge=0, le=10000)
+    # how refresh and pre-warm make ECR import (importer.py); auto: what the latest selftest verified
+    import_path: Literal["api", "endpoint", "auto"] = "auto"
     # pre-warm and new-tag discovery
     prewarm: list[Image] = Field(default_factory=list, max_length=MAX_LIST)
     discover: list[DiscoverySpec] = Field(default_factory=list, max_length=MAX_LIST)
