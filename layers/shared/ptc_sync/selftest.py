@@ -207,8 +207,9 @@ def run_selftest(
         source = _source_tag(run)
         _check_backup(run, source, started)
         _check_reimport(run, source)
-        _check_warmth(run, source)
-        _check_pull_time(run, source)
+        present = _present_tag(run, source)
+        _check_warmth(run, present)
+        _check_pull_time(run, present)
     finally:
         notes.extend(_clean_up(run))
         endpoint.close()
@@ -315,6 +316,14 @@ def _source_tag(run: _Run) -> str | None:
     return None
 
 
+def _present_tag(run: _Run, source: str | None) -> str | None:
+    """An imported tag still in the cache for the last checks: ``source`` unless its re-import
+    failed (then it is gone), else the other imported tag."""
+    if source is not None and _status(run, Behaviour.REIMPORT_AFTER_DELETE) is not Status.FAILED:
+        return source
+    return next((tag for tag in run.imported_by if tag != source), None)
+
+
 def _unknown(run: _Run, behaviour: Behaviour, why: str) -> None:
     run.checks.append(Check(behaviour, Status.UNKNOWN, 0.0, why))
 
@@ -372,7 +381,7 @@ def _blobs(run: _Run, tag: str) -> tuple[list[str], int]:
 
 
 def _check_warmth(run: _Run, source: str | None) -> None:
-    if source is None or _status(run, Behaviour.REIMPORT_AFTER_DELETE) is Status.FAILED:
+    if source is None:
         _unknown(run, Behaviour.LAYER_WARMTH, "not checked: no imported tag to warm")
         return
     importer = run.importers[run.imported_by[source]]
