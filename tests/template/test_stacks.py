@@ -43,6 +43,8 @@ NAME_PROPERTY = {
     "AWS::ECR::PullThroughCacheRule": "EcrRepositoryPrefix",
     "AWS::ECR::RepositoryCreationTemplate": "Prefix",
     # no physical name of their own
+    # identified by its principal: the stack's own checker role, which carries the stack's name
+    "AWS::ECR::PullTimeUpdateExclusion": None,
     "AWS::Lambda::EventInvokeConfig": None,
     "AWS::Lambda::EventSourceMapping": None,
     "AWS::Lambda::Permission": None,

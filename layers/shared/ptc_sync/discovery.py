@@ -3,28 +3,45 @@
 A name from a work item or an event only ever selects among the repositories under the account's
 pull-through cache rules; the upstream host always comes from the rule. Only tags recorded in the
 backup ledger are backups. Under a ROOT rule only repositories the operator's scope names are caches.
+
+PTC_PULLED_WITHIN_DAYS counts people's pulls only (ptc_sync.pull_times): ECR's pull and push times
+that fall within ptc-sync's own pull windows do not count, and the tag state's last person's pull
+(``TagState.pulled_at``) survives a refresh, which gives the tag a new image.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
 from aws_lambda_powertools import Logger
 
 from ptc_sync.ecr import EcrAdapter, EcrError
 from ptc_sync.journal import BackupLedger, BackupRecord
 from ptc_sync.models import CachedRepository, CachedTag, Outcome, PullThroughCacheRule, TagResult, UpstreamRef
+from ptc_sync.pull_times import latest, own_pull_times, people_pulled_at
 from ptc_sync.refresh import is_backup_tag
 from ptc_sync.settings import SyncSettings
 from ptc_sync.state import StateError
 from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
 
+if TYPE_CHECKING:
+    from ptc_sync.state import TagState
+
 logger = Logger(child=True)
 RULES_TTL = 300.0  # seconds a container trusts its copy of the account's pull-through cache rules
+
+
+class PullLog(Protocol):
+    """Where discovery reads when ptc-sync itself pulled a tag: the tag state (state.py)."""
+
+    def tag_states(
+        self, keys: Iterable[tuple[str, str]], *, consistent: bool = True
+    ) -> dict[tuple[str, str], TagState]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +104,13 @@ class Discovery:
         settings: SyncSettings,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        pulls: PullLog | None = None,
     ) -> None:
         self.ecr = ecr
         self.ledger = ledger
         self.settings = settings
         self.now = now
+        self.pulls = pulls
         self._rules: tuple[float, list[PullThroughCacheRule]] | None = None
 
     def rules(self) -> list[PullThroughCacheRule]:
@@ -193,6 +212,7 @@ class Discovery:
             except StateError as exc:
                 found.errors.append(f"{repo.name}: backup ledger: {exc}")
                 return
+        own = self._own_pulls(repo.name, tags, pulled_after, found)
         for cached in tags:
             record = ledger.get(cached.tag)
             if record is not None:
@@ -201,7 +221,7 @@ class Discovery:
             if wanted is not None and cached.tag not in wanted:
                 continue
             seen.add(cached.tag)
-            reason = self._filtered(cached, pulled_after) if wanted is None else ""
+            reason = self._filtered(cached, pulled_after, own.get(cached.tag)) if wanted is None else ""
             if reason:
                 found.skipped.append(tag_result(repo, cached, Outcome.SKIPPED, reason=reason))
             else:
@@ -217,16 +237,42 @@ class Discovery:
                 )
             )
 
-    def _filtered(self, cached: CachedTag, pulled_after: datetime | None) -> str:
+    def _own_pulls(
+        self, repository: str, tags: Sequence[CachedTag], pulled_after: datetime | None, found: Found
+    ) -> dict[str, TagState]:
+        """The tag states (ptc-sync's own pulls, the last person's pull) of the tags whose ECR times
+        would keep them in scope (one BatchGetItem per 100 tags, eventually consistent: a pull a
+        second old changes nothing)."""
+        if pulled_after is None or self.pulls is None:
+            return {}
+        keys = [
+            (repository, cached.tag)
+            for cached in tags
+            if any(t is not None and t >= pulled_after for t in (cached.last_pulled_at, cached.pushed_at))
+        ]
+        if not keys:
+            return {}
+        try:
+            states = self.pulls.tag_states(keys, consistent=False)
+        except StateError as exc:
+            # unread: ECR's times count as people's (a tag stays in scope rather than going stale)
+            found.errors.append(f"{repository}: tag states for PTC_PULLED_WITHIN_DAYS not read: {exc}")
+            return {}
+        return {tag: state for (_repo, tag), state in states.items()}
+
+    def _filtered(
+        self, cached: CachedTag, pulled_after: datetime | None, state: TagState | None = None
+    ) -> str:
         s = self.settings
         if s.tag_include and not matches(cached.tag, s.tag_include):
             return "tag not in PTC_TAG_INCLUDE"
         if matches(cached.tag, s.tag_exclude):
             return "tag in PTC_TAG_EXCLUDE"
         if pulled_after is not None:
-            last = cached.last_pulled_at or cached.pushed_at
+            ecr_says = people_pulled_at(cached.last_pulled_at, cached.pushed_at, own_pull_times(state))
+            last = latest(ecr_says, state.pulled_at if state is not None else None)
             if last is None or last < pulled_after:
-                return f"not pulled within {s.pulled_within_days} days"
+                return f"not pulled within {s.pulled_within_days} days (ptc-sync's own pulls do not count)"
         return ""
 
 
@@ -253,4 +299,6 @@ def tag_result(
         platforms=platforms,
         reason=reason,
         stale_since=stale_since,
+        image_pulled_at=cached.last_pulled_at,
+        image_pushed_at=cached.pushed_at,
     )

@@ -210,6 +210,10 @@ class TagResult:
     reason: str = ""  # for failures: the step and the error, precise enough to act on
     stale_since: datetime | None = None  # when the upstream digest was first seen differing
     details: dict[str, str] = field(default_factory=dict)
+    # what ECR said of the cached image when it was checked: its last recorded pull and its push (the
+    # tag state keeps the last person's pull from them: ptc_sync.pull_times)
+    image_pulled_at: datetime | None = None
+    image_pushed_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # the one place every result passes: state items, reports, logs and the CLI see only redacted,

@@ -134,6 +134,7 @@ def _tag_state_from(item: Item) -> TagState:
         refresh_failures=_int(item, "refreshFailures") or 0,
         failed_upstream=_str(item, "failedUpstream"),
         failed_at=_time(item, "failedAt"),
+        pulled_at=_time(item, "pulledAt"),
         version=_int(item, "version") or 0,
     )
 
@@ -161,6 +162,7 @@ def _tag_state_values(state: TagState) -> dict[str, AttributeValueTypeDef | None
         "refreshFailures": {"N": str(state.refresh_failures)} if state.refresh_failures else None,
         "failedUpstream": opt_s(state.failed_upstream),
         "failedAt": opt_t(state.failed_at),
+        "pulledAt": opt_t(state.pulled_at),
         "version": {"N": str(state.version)},
     }
 

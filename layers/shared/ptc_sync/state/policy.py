@@ -19,6 +19,7 @@ from ptc_sync.models import (
     Outcome,
     TagResult,
 )
+from ptc_sync.pull_times import latest, own_pull_times, people_pulled_at
 
 MAX_BACKOFF: Final = timedelta(hours=24)
 
@@ -42,6 +43,8 @@ class TagState:
     refresh_failures: int = 0
     failed_upstream: str | None = None
     failed_at: datetime | None = None
+    # the last pull by a person (not ptc-sync) the checks saw: PTC_PULLED_WITHIN_DAYS (pull_times.py)
+    pulled_at: datetime | None = None
     version: int = 0  # optimistic-concurrency counter of the stored item
 
     @property
@@ -147,6 +150,10 @@ def next_tag_state(previous: TagState | None, result: TagResult, checked_at: dat
         refresh_failures=failures,
         failed_upstream=failed_upstream,
         failed_at=failed_at,
+        pulled_at=latest(
+            base.pulled_at,
+            people_pulled_at(result.image_pulled_at, result.image_pushed_at, own_pull_times(base)),
+        ),
         version=base.version + 1,
     )
 
