@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -406,15 +407,22 @@ class FakeState:
             self._batches.add((run_id, batch_id))
         progress = self.runs.get(run_id)
         if progress is None:
-            self.start_run(run_id, len(results), START)
+            self.start_run(run_id, 1, START)
             progress = self.runs[run_id]
         self.results[run_id].extend(results)
-        done = progress.done + len(results)
+        done = progress.done + 1  # done counts work items, as the table does
         won = done >= progress.expected and not progress.summarised
         self.runs[run_id] = RunProgress(
             run_id, progress.expected, done, progress.started_at, won or progress.summarised
         )
         return won
+
+    def extend_run(self, run_id: str, more_items: int, key: str) -> None:
+        if (run_id, f"split:{key}") in self._batches:
+            return
+        self._batches.add((run_id, f"split:{key}"))
+        progress = self.runs[run_id]
+        self.runs[run_id] = dataclasses.replace(progress, expected=progress.expected + more_items)
 
     def run_progress(self, run_id: str) -> RunProgress | None:
         return self.runs.get(run_id)
@@ -509,6 +517,7 @@ class Fakes:
             repairer=self.repairer(),
             journal=self.journal,
             registry=self.registry,
+            queue=self.queue,
         )
 
     def planner(self) -> Planner:

@@ -22,7 +22,7 @@ def tag(repository: str, name: str, outcome: Outcome, reason: str = "") -> TagRe
 @pytest.fixture
 def recorded(state: StateStore) -> StateStore:
     """Two runs as the checker records them: one with a refresh and a failure, one all fresh."""
-    state.start_run(RUN, 3, datetime.now(UTC))
+    state.start_run(RUN, 1, datetime.now(UTC))  # one work item, three tags
     state.record_results(
         RUN,
         [
@@ -80,9 +80,9 @@ def test_runs_lists_the_runs_with_a_change_and_shows_one_runs_tags(bed: Bed, rec
     listed = bed.cli("runs", "--table", STATE_TABLE)
     assert listed.code == 0, listed.err
     lines = listed.out.splitlines()
-    assert lines[0].split() == ["RUN", "STARTED", "TAGS", "STATE", "OUTCOMES"]
+    assert lines[0].split() == ["RUN", "STARTED", "ITEMS", "STATE", "OUTCOMES"]
     (row,) = [ln for ln in lines if ln.startswith(RUN)]
-    assert row.split()[3:6] == ["3/3", "complete", "1"]
+    assert row.split()[3:6] == ["1/1", "complete", "1"]  # work items done/expected
     assert "1 fresh, 1 refresh_failed, 1 refreshed" in row
     assert "1 run with a refresh or a failure" in listed.out
 
@@ -90,7 +90,7 @@ def test_runs_lists_the_runs_with_a_change_and_shows_one_runs_tags(bed: Bed, rec
     assert one.code == 0, one.err
     doc = one.json()
     assert doc["run"]["run_id"] == RUN
-    assert (doc["run"]["done"], doc["run"]["expected"], doc["run"]["complete"]) == (3, 3, True)
+    assert (doc["run"]["done"], doc["run"]["expected"], doc["run"]["complete"]) == (1, 1, True)  # work items
     assert doc["run"]["summary"] == {"fresh": 1, "refresh_failed": 1, "refreshed": 1}
     assert {t["image"]: t["outcome"] for t in doc["tags"]} == {
         "docker-hub/library/alpine:3.20": "refresh_failed",

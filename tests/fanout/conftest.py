@@ -31,6 +31,12 @@ def box(registry: RegistryServer) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
+def one_repository_per_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scan items of one repository each (50 by default), so a test sees one item per repository."""
+    monkeypatch.setattr("ptc_sync.planner.MAX_REPOSITORIES_PER_ITEM", 1)
+
+
+@pytest.fixture
 def stack(box: Sandbox) -> Stack:
     return Stack(box)
 

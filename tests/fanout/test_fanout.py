@@ -41,9 +41,17 @@ def described(faults: AwsFaults) -> Counter[str]:
     return Counter(params["repositoryName"] for op, params in faults.calls if op == "DescribeImages")
 
 
-def test_work_is_split_by_tags_per_message_and_the_run_summarised_once(
-    box: Sandbox, stack: Stack, unique_repo: str
+def test_scans_split_big_repositories_and_the_run_is_summarised_once(
+    box: Sandbox,
+    stack: Stack,
+    unique_repo: str,
+    one_repository_per_item: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The planner queues one scan per repository and reads no tag; the scan of a repository with
+    more tags than one checker's share checks its share and queues the rest as check items, which
+    the run waits for: every tag checked once, one summary."""
+    monkeypatch.setattr("ptc_sync.checker.MAX_SCAN_TARGETS", 2)
     big, small = f"{unique_repo}-big", f"{unique_repo}-small"
     image = box.pusher.push_image(big, "t0", layers=1)
     release(box, big, ["t1", "t2", "t3", "t4"], image)
@@ -60,22 +68,19 @@ def test_work_is_split_by_tags_per_message_and_the_run_summarised_once(
 
     planned, delivery = schedule(stack)
 
-    assert (planned["status"], planned["messages"], planned["tags"]) == ("planned", 4, 7)
+    assert (planned["status"], planned["messages"], planned["repositories"]) == ("planned", 2, 2)
     items = spy.items()
-    chunks = sorted((i.repository, len(i.tags)) for i in items)
-    assert chunks == sorted(
-        [
-            (f"ecr-public/{big}", 2),
-            (f"ecr-public/{big}", 2),
-            (f"ecr-public/{big}", 1),
-            (f"ecr-public/{small}", 2),
-        ]
-    )
+    scans = sorted(i.repository for i in items if i.kind is WorkKind.SCAN)
+    assert scans == [f"ecr-public/{big}", f"ecr-public/{small}"]
+    parts = [i for i in items if i.kind is WorkKind.CHECK]
+    assert sorted(len(i.tags) for i in parts) == [1, 2], "the big repository's three other tags"
+    assert {i.repository for i in parts} == {f"ecr-public/{big}"}
     assert {i.run_id for i in items} == {planned["run_id"]}
-    assert {i.kind for i in items} == {WorkKind.CHECK}
-    assert sorted(t for i in items for t in i.tags) == ["a", "b", "t0", "t1", "t2", "t3", "t4"]
     assert (delivery.invocations, delivery.failures) == (4, 0)
     assert outcome_counts(app, planned["run_id"]) == {"fresh": 6, "refreshed": 1}
+    progress = state_of(app).run_progress(planned["run_id"])
+    assert progress is not None
+    assert (progress.expected, progress.done) == (4, 4)
     assert delivery.responses == [{"batchItemFailures": []}] * 4
     (report,) = reports(box)  # four batches, one summary
     assert run_id_of(report) == planned["run_id"]
@@ -85,7 +90,7 @@ def test_work_is_split_by_tags_per_message_and_the_run_summarised_once(
 
 @pytest.mark.parametrize("fault", ["ecr-throttled", "dynamodb-throttled"])
 def test_a_retryable_failure_retries_only_its_own_record(
-    box: Sandbox, stack: Stack, unique_repo: str, fault: str
+    box: Sandbox, stack: Stack, unique_repo: str, fault: str, one_repository_per_item: None
 ) -> None:
     names = []
     for suffix in ("a", "b", "c"):
@@ -199,7 +204,7 @@ def test_a_redelivered_record_does_nothing_twice(box: Sandbox, stack: Stack, uni
 
 
 def test_a_record_failing_every_time_is_dead_lettered_and_its_run_never_summarised(
-    box: Sandbox, stack: Stack, unique_repo: str
+    box: Sandbox, stack: Stack, unique_repo: str, one_repository_per_item: None
 ) -> None:
     """Known limit, asserted so it stays visible: a dead-lettered item never records its results, so
     its run never reaches ``expected`` and is never summarised. The DeadLetterAlarm is what tells."""
@@ -226,7 +231,8 @@ def test_a_record_failing_every_time_is_dead_lettered_and_its_run_never_summaris
     sqs = box.client("sqs")
     (dead,) = sqs.receive_message(QueueUrl=box.dlq_url, MaxNumberOfMessages=10)["Messages"]
     item = WorkItem.model_validate_json(dead["Body"])
-    assert (item.run_id, item.repository, item.tags) == (planned["run_id"], f"ecr-public/{poison}", ("1.0",))
+    assert (item.run_id, item.kind) == (planned["run_id"], WorkKind.SCAN)
+    assert item.repositories == (f"ecr-public/{poison}",)
     assert queued(box, box.work_queue_url) == 0
     progress = state_of(app).run_progress(planned["run_id"])
     assert progress is not None

@@ -67,7 +67,7 @@ def test_prewarm_list_from_settings_and_ssm_is_warmed_then_checked(
     spy.events.clear()
     checked, _ = schedule(stack)
 
-    assert {i.kind for i in spy.items()} == {WorkKind.CHECK}, "cached now: checked like any tag"
+    assert {i.kind for i in spy.items()} == {WorkKind.SCAN}, "cached now: scanned like any tag"
     assert outcome_counts(app, checked["run_id"]) == {"fresh": 2}
 
 
@@ -103,7 +103,7 @@ def test_new_tag_discovery_precaches_the_newest_matching_tags_bounded_by_max_new
     spy.events.clear()
     second, _ = schedule(stack)  # nothing new upstream
 
-    assert [i.kind for i in spy.items()] == [WorkKind.CHECK], "no older tag is pulled in its place"
+    assert [i.kind for i in spy.items()] == [WorkKind.SCAN], "no older tag is pulled in its place"
     assert outcome_counts(app, second["run_id"]) == {"fresh": 4}
     assert set(box.tags(name)) == {"1.0.0", "1.2.0", "1.3.0", "nightly-20260103"}
 
@@ -176,7 +176,9 @@ def test_a_refreshed_tag_is_not_refreshed_again_within_the_cooldown(
     assert box.tag_digest(name, "lts") == third.digest
 
 
-def test_checkers_share_the_upstream_pull_budget(box: Sandbox, stack: Stack, unique_repo: str) -> None:
+def test_checkers_share_the_upstream_pull_budget(
+    box: Sandbox, stack: Stack, unique_repo: str, one_repository_per_item: None
+) -> None:
     """Two checker containers, each with its own registry client, one budget in the state table:
     Docker Hub (here a proxy adding its headers) reports 11 pulls left and the reserve is 10."""
     names = []
@@ -269,7 +271,7 @@ def test_the_first_scheduled_run_on_a_fresh_fleet_says_what_it_watches_once(
     assert run_id_of(message) == first["run_id"]
     assert "watches 1 tag" in message["content"]["description"]
     assert reports(box) == [], "a fresh run after the first says nothing"
-    assert second["tags"] == 1
+    assert second["repositories"] == 1
 
 
 def test_a_run_over_an_empty_scope_still_counts_as_completed(

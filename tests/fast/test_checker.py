@@ -156,3 +156,70 @@ def test_warm_imports_an_absent_tag_from_upstream() -> None:
     assert result.outcome is Outcome.REFRESHED
     assert "pre-warmed" in result.reason
     assert fakes.ecr.digest(REPO, "23") is not None
+
+
+def scan(*repositories: str, left_out: tuple[str, ...] = ()) -> WorkItem:
+    first, *more = repositories
+    return WorkItem(
+        run_id="run-1", kind=WorkKind.SCAN, repository=first, more_repositories=tuple(more), left_out=left_out
+    )
+
+
+def test_a_scan_lists_its_repositories_and_checks_every_tag_in_scope() -> None:
+    fakes = Fakes(tag_exclude=("*-rc",))
+    other = "docker-hub/library/redis"
+    fakes.cached(REPO, "lts", upstream_seed="new")
+    fakes.cached(REPO, "23-rc")  # outside the filters: not checked, not stored
+    fakes.cached(other, "7")
+    fakes.state.start_run("run-1", 1, fakes.clock.now())
+    outcome = fakes.checker().process(scan(REPO, other))
+    assert {(r.repository, r.tag, r.outcome) for r in outcome.results} == {
+        (REPO, "lts", Outcome.REFRESHED),
+        (other, "7", Outcome.FRESH),
+    }
+    assert outcome.completed_run  # one scan item, one count: the run had one item
+    assert fakes.queue.sent == []
+
+
+def test_a_fresh_scan_reads_no_tag_state_before_comparing() -> None:
+    """The gate reads a tag's state only once the tag is stale: an unchanged fleet reads none."""
+    fakes = Fakes()
+    fakes.cached(REPO, "lts")
+    reads: list[object] = []
+    single = fakes.state.tag_state
+    fakes.state.tag_state = lambda *a, **k: reads.append(a) or single(*a, **k)  # type: ignore[method-assign]
+    fakes.checker().process(scan(REPO))
+    assert reads == []
+
+
+def test_a_scan_leaves_out_the_tags_its_run_warms_again() -> None:
+    fakes = Fakes()
+    fakes.cached(REPO, "lts")
+    fakes.cached(REPO, "22")
+    results = fakes.checker().process(scan(REPO, left_out=("22",))).results
+    assert [r.tag for r in results] == ["lts"]
+
+
+def test_a_big_repository_is_split_into_bounded_check_items_the_run_waits_for() -> None:
+    from ptc_sync.work import MAX_SCAN_TARGETS
+
+    fakes = Fakes(tags_per_message=100)
+    tags = [f"t{i:04}" for i in range(MAX_SCAN_TARGETS + 150)]
+    for tag in tags:
+        fakes.cached(REPO, tag)
+    fakes.state.start_run("run-1", 1, fakes.clock.now())
+    work = scan(REPO)
+    first = fakes.checker().process(work, batch_id="message-1")
+    assert len(first.results) == MAX_SCAN_TARGETS
+    assert not first.completed_run  # the run now waits for the two shares split off
+    parts = list(fakes.queue.sent)
+    assert [len(p.tags) for p in parts] == [100, 50]
+    assert all(p.kind is WorkKind.CHECK and p.part for p in parts)
+    checked = {r.tag for r in first.results} | {t for p in parts for t in p.tags}
+    assert checked == set(tags)  # every tag once: none lost, none twice
+    # a retried scan (the same message) sends the same bodies and extends the run no further
+    fakes.checker().process(work, batch_id="message-1")
+    assert [p.model_dump_json() for p in fakes.queue.sent[2:]] == [p.model_dump_json() for p in parts]
+    assert fakes.state.run_progress("run-1").expected == 3  # type: ignore[union-attr]
+    completed = [fakes.checker().process(p).completed_run for p in parts]
+    assert completed == [False, True]

@@ -6,23 +6,42 @@ import json
 from datetime import timedelta
 
 from ptc_sync.journal import LEASE
-from ptc_sync.work import WorkKind
+from ptc_sync.work import MAX_REPOSITORIES_PER_ITEM, WorkKind
 from tests.fakes import Fakes, image
 
 REPO = "docker-hub/library/node"
 
 
-def test_every_cached_tag_is_planned_in_chunks() -> None:
-    fakes = Fakes(tags_per_message=2)
-    for tag in ("a", "b", "c"):
-        fakes.cached(REPO, tag)
+def test_the_planner_lists_repositories_and_reads_no_tag() -> None:
+    """The schedule's cost grows with repositories: one scan item per MAX_REPOSITORIES_PER_ITEM
+    repositories, and not one DescribeImages call by the planner."""
+    fakes = Fakes()
+    names = [f"docker-hub/library/r{i:03}" for i in range(MAX_REPOSITORIES_PER_ITEM + 3)]
+    for name in names:
+        fakes.cached(name, "lts")
+    fakes.ecr.calls.clear()
     plan = fakes.planner().plan()
-    assert [(i.repository, i.tags) for i in plan.items] == [(REPO, ("a", "b")), (REPO, ("c",))]
-    assert plan.expected == 3
+    assert [i.kind for i in plan.items] == [WorkKind.SCAN, WorkKind.SCAN]
+    assert [r for i in plan.items for r in i.repositories] == sorted(names)
+    assert plan.expected == 2  # the run waits for work items, not tags
+    assert [c for c in fakes.ecr.calls if c[0] == "DescribeImages"] == []
     assert not plan.errors
 
 
-def test_a_due_repair_of_a_tag_ecr_no_longer_lists_is_routed_to_its_repository() -> None:
+def test_a_due_repair_of_a_repository_no_scan_covers_is_routed_to_it() -> None:
+    fakes = Fakes(repository_exclude=(REPO,))  # out of scope now: no scan lists it
+    old = fakes.cached(REPO, "lts")
+    lease = fakes.journal.acquire(REPO, "lts", "killed", fakes.clock.now())
+    fakes.journal.mark_removing(
+        lease, old_digest=old.digest, backup_tag="b", expected_digest=old.digest, now=fakes.clock.now()
+    )
+    fakes.ecr.delete_tags(REPO, ["lts"])  # the killed refresh had removed it
+    fakes.clock.advance(LEASE + timedelta(minutes=1))
+    (work,) = fakes.planner().plan().items
+    assert (work.kind, work.repository, work.tags) == (WorkKind.CHECK, REPO, ("lts",))
+
+
+def test_a_due_repair_in_a_scanned_repository_is_left_to_its_scan() -> None:
     fakes = Fakes()
     old = fakes.cached(REPO, "lts")
     fakes.cached(REPO, "22")
@@ -30,25 +49,11 @@ def test_a_due_repair_of_a_tag_ecr_no_longer_lists_is_routed_to_its_repository()
     fakes.journal.mark_removing(
         lease, old_digest=old.digest, backup_tag="b", expected_digest=old.digest, now=fakes.clock.now()
     )
-    fakes.ecr.delete_tags(REPO, ["lts"])  # the killed refresh had removed it
-    fakes.clock.advance(LEASE + timedelta(minutes=1))
-    plan = fakes.planner().plan()
-    (work,) = plan.items
-    assert work.kind is WorkKind.CHECK
-    assert set(work.tags) == {"22", "lts"}
-
-
-def test_a_live_intent_is_not_routed() -> None:
-    fakes = Fakes()
-    old = fakes.cached(REPO, "lts")
-    fakes.cached(REPO, "22")
-    lease = fakes.journal.acquire(REPO, "lts", "running", fakes.clock.now())
-    fakes.journal.mark_removing(
-        lease, old_digest=old.digest, backup_tag="b", expected_digest=old.digest, now=fakes.clock.now()
-    )
     fakes.ecr.delete_tags(REPO, ["lts"])
+    fakes.clock.advance(LEASE + timedelta(minutes=1))
     (work,) = fakes.planner().plan().items
-    assert work.tags == ("22",)
+    assert work.kind is WorkKind.SCAN
+    assert work.repositories == (REPO,)
 
 
 def test_send_starts_the_run_and_queues_the_items() -> None:

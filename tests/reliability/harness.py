@@ -543,7 +543,7 @@ def run_fanout(
     texts: list[str] = []
     if planned is not None:
         texts += [str(e) for e in planned.get("errors", [])] + [str(planned.get("reason", ""))]
-        if planned.get("run_id") and planned.get("tags"):
+        if planned.get("run_id") and planned.get("messages"):
             store = DynamoStateStore(world.client("dynamodb"), world.box.table_name)
             results = [r for r in store.run_results(planned["run_id"]) if r.repository]
     texts += [f"{r.image} {r.outcome.value}: {r.reason}" for r in results]

@@ -44,7 +44,8 @@ BATCHES = [
     [result(3, Outcome.REFRESH_FAILED), result(4, Outcome.FRESH, "quay")],
     [result(5, Outcome.SKIPPED), result(6, Outcome.UPSTREAM_ERROR, "quay")],
 ]
-EXPECTED = sum(len(b) for b in BATCHES)
+EXPECTED = len(BATCHES)  # a run waits for work items; each records one batch of results
+TAGS = sum(len(b) for b in BATCHES)
 
 
 @pytest.mark.parametrize("with_batch_ids", [True, False])
@@ -71,7 +72,7 @@ def test_run_results_rebuild_the_report(store: DynamoStateStore) -> None:
     results = store.run_results("run-1")
     report = RunReport("run-1", START, START + timedelta(minutes=3), False, tuple(results))
     direct = RunReport("run-1", START, START, False, tuple(r for batch in BATCHES for r in batch))
-    assert len(report.results) == EXPECTED
+    assert len(report.results) == TAGS
     for outcome in Outcome:
         assert report.count(outcome) == direct.count(outcome), outcome
     assert sorted({r.rule_prefix for r in report.results}) == ["docker-hub", "quay"]
@@ -100,7 +101,7 @@ def test_a_redelivered_batch_is_counted_once(store: DynamoStateStore) -> None:
     store.record_results("run-1", BATCHES[1], batch_id="msg-1")
     progress = store.run_progress("run-1")
     assert progress is not None
-    assert progress.done == len(BATCHES[0]) + len(BATCHES[1])
+    assert progress.done == 2  # two items, each counted once
     assert not progress.summarised
     assert store.record_results("run-1", BATCHES[2], batch_id="msg-2")
     assert not store.record_results("run-1", BATCHES[2], batch_id="msg-2")  # late duplicate
@@ -158,13 +159,14 @@ def conflict_once(client: Any, operation: str) -> list[str]:
 
 
 def test_a_transaction_conflict_is_retried(store: DynamoStateStore, ddb: Any) -> None:
-    store.start_run("run-1", 3, START)
+    store.start_run("run-1", 1, START)
     seen = conflict_once(ddb, "TransactWriteItems")
     assert store.record_results("run-1", BATCHES[0], batch_id="msg-0")
     assert seen == ["TransactWriteItems"]
     progress = store.run_progress("run-1")
     assert progress is not None
-    assert progress.done == 3
+    assert progress.done == 1
+    assert sum(progress.counts.values()) == len(BATCHES[0])
 
 
 def test_a_throttled_transaction_names_the_reason(store: DynamoStateStore, ddb: Any) -> None:
@@ -195,7 +197,7 @@ def test_racing_batches_complete_the_run_exactly_once(store: DynamoStateStore, w
     if with_batch_ids:
         work += random.Random(7).sample(work, 10)  # SQS delivers some twice
     random.Random(3).shuffle(work)
-    store.start_run("run-1", 60, START)
+    store.start_run("run-1", 30, START)
     readable_at_completion: list[int] = []
     jobs: queue.SimpleQueue[tuple[str, list[TagResult]]] = queue.SimpleQueue()
     for job in work:
@@ -223,8 +225,24 @@ def test_racing_batches_complete_the_run_exactly_once(store: DynamoStateStore, w
     assert readable_at_completion == [60]
     progress = store.run_progress("run-1")
     assert progress is not None
-    assert (progress.done, progress.summarised) == (60, True)
+    assert (progress.done, progress.summarised) == (30, True)
     assert progress.count(Outcome.REFRESHED) == 30
+
+
+def test_a_scan_that_splits_extends_its_run_once(store: DynamoStateStore) -> None:
+    """The run waits for a scan's split-off items; a retried scan extends it no further."""
+    store.start_run("run-1", 1, START)
+    store.extend_run("run-1", 2, "abc")
+    store.extend_run("run-1", 2, "abc")  # the same scan, retried
+    assert not store.record_results("run-1", BATCHES[0], batch_id="scan")
+    assert not store.record_results("run-1", BATCHES[1], batch_id="part-0")
+    assert store.record_results("run-1", BATCHES[2], batch_id="part-1")
+    progress = store.run_progress("run-1")
+    assert progress is not None
+    assert (progress.expected, progress.done) == (3, 3)
+    with pytest.raises(StateError) as missing:
+        store.extend_run("run-2", 1, "abc")
+    assert missing.value.code == "RunNotStarted"
 
 
 def test_the_completing_batch_sees_results_of_a_batch_still_being_written(

@@ -58,7 +58,7 @@ def run_stack(
     planned = dict(stack.schedule(load_event(event)))
     delivery = stack.drain()
     counts: dict[str, int] = {}
-    if planned.get("status") == "planned" and planned["tags"]:
+    if planned.get("status") == "planned" and planned["messages"]:
         state, _queue = app.fanout()
         progress = state.run_progress(planned["run_id"])
         assert progress is not None

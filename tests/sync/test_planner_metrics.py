@@ -11,7 +11,7 @@ from testbed.lambdas import Stack
 from testbed.sandbox import Sandbox
 
 
-def test_planner_reports_tags_and_work_items_queued(
+def test_planner_reports_repositories_and_work_items_queued(
     box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for tag in ("a", "b", "c"):
@@ -20,10 +20,10 @@ def test_planner_reports_tags_and_work_items_queued(
     wiring.set_app(box.build_app(tags_per_message=2))
     capsys.readouterr()
     planned = stack.schedule({"source": "ptc-sync.schedule"})
-    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "TagsQueued" in line]
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "WorkItemsQueued" in line]
     (blob,) = blobs
     names = [m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
-    assert names == ["TagsQueued", "WorkItemsQueued"]
-    assert blob["TagsQueued"] == [float(planned["tags"])]
+    assert names == ["RepositoriesQueued", "WorkItemsQueued"]
+    assert blob["RepositoriesQueued"] == [float(planned["repositories"])] == [1.0]
     assert blob["WorkItemsQueued"] == [float(planned["messages"])]
-    assert planned["messages"] >= 2, "three tags at two per message"
+    assert planned["messages"] == 1, "one scan item for the one repository: its checker lists the tags"

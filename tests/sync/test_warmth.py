@@ -278,7 +278,7 @@ def test_a_prewarm_still_warming_is_warmed_again_next_run_until_warm(
     _third, third = run()
 
     assert first == {Outcome.WARMING.value: 1}
-    assert second_plan["messages"] == 1, "one pre-warm item, no check as well"
+    assert second_plan["messages"] == 2, "the pre-warm item, and its repository's scan leaving it out"
     assert second_plan["tags"] == 1
     assert second == {Outcome.SKIPPED.value: 1}, "warm now: cached already, layers warmed"
     assert third == {Outcome.FRESH.value: 1}, "then checked like any other cached tag"

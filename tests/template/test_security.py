@@ -130,9 +130,11 @@ def test_dead_letters_come_from_the_two_rules_by_arn() -> None:
         assert event["Properties"]["DeadLetterConfig"]["Arn"] == "RequestsDeadLetterQueue.Arn"
 
 
-def test_only_the_planner_and_the_request_function_may_queue_work() -> None:
+def test_only_the_stack_functions_that_queue_work_may_send_to_the_work_queue() -> None:
+    """The planner and the request function queue runs; the checker queues the rest of a big
+    repository's scan. No other principal may send, whatever its identity policy says."""
     policy = Evaluator(TEMPLATE).value(RESOURCES["WorkQueuePolicy"]["Properties"])
-    senders = ["SyncFunctionRole.Arn", "RequestsFunctionRole.Arn"]
+    senders = ["SyncFunctionRole.Arn", "RequestsFunctionRole.Arn", "CheckerFunctionRole.Arn"]
     deny, allow = policy["PolicyDocument"]["Statement"]
     assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "sqs:SendMessage")
     assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": senders}}
@@ -142,8 +144,9 @@ def test_only_the_planner_and_the_request_function_may_queue_work() -> None:
         "sqs:SendMessage",
     )
     assert deny["Resource"] == allow["Resource"] == "WorkQueue.Arn"
-    checker = RESOURCES["CheckerFunction"]["Properties"]["Policies"]
-    assert "sqs:SendMessage" not in str(checker), "the checker only receives"
+    checker = Evaluator(TEMPLATE).value(RESOURCES["CheckerFunction"]["Properties"]["Policies"])
+    sends = [s for doc in checker for s in doc.get("Statement", []) if "sqs:SendMessage" in str(s)]
+    assert [(s["Sid"], s["Resource"]) for s in sends] == [("QueueScanRest", "WorkQueue.Arn")]
 
 
 def test_the_report_key_serves_cloudwatch_alarms_of_this_account_only() -> None:

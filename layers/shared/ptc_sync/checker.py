@@ -14,6 +14,7 @@ backing off from is not made at all: a refresh's imports must not start refreshe
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,10 +23,11 @@ from aws_lambda_powertools import Logger
 
 from ptc_sync.discovery import Discovery, Target, is_cache
 from ptc_sync.ecr import EcrError
-from ptc_sync.journal import RefreshJournal
+from ptc_sync.journal import BackupRecord, RefreshJournal
 from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes
 from ptc_sync.models import Outcome, PullThroughCacheRule, RunReport, TagResult
 from ptc_sync.notify import Notifier, NotifyError
+from ptc_sync.queue import QueueError, WorkQueue
 from ptc_sync.refresh import Refresher
 from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.repair import Repairer
@@ -33,7 +35,7 @@ from ptc_sync.report import RECOVERED, ReportKind
 from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown
 from ptc_sync.sync import SyncEngine, UpstreamResolver
 from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
-from ptc_sync.work import WorkItem, WorkKind
+from ptc_sync.work import MAX_SCAN_TARGETS, WorkItem, WorkKind
 
 logger = Logger(child=True)
 
@@ -98,6 +100,7 @@ class Checker:
         repairer: Repairer,
         journal: RefreshJournal,
         registry: UpstreamResolver,
+        queue: WorkQueue | None = None,
         metrics_namespace: str = "PtcSync",
     ) -> None:
         self.engine = engine
@@ -106,6 +109,7 @@ class Checker:
         self.repairer = repairer
         self.journal = journal
         self.registry = registry
+        self.queue = queue  # where a scan's rest goes on; None: a scan checks all its tags itself
         self.state = state
         self.notifier = notifier
         self.metrics_namespace = metrics_namespace
@@ -117,6 +121,8 @@ class Checker:
         now = self.engine.now()
         if item.kind is WorkKind.WARM:
             results = self._warm(item, now, time_left)
+        elif item.kind is WorkKind.SCAN:
+            results = self._scan(item, now, time_left)
         else:
             results = self._repair_then_check(item, now, time_left)
         for status in self.registry.rate_limits():
@@ -195,11 +201,90 @@ class Checker:
             ]
         if found.errors and not (found.targets or found.skipped):
             raise RetryableError("; ".join(found.errors))
-        states = self.state.tag_states((t.cached.repository, t.cached.tag) for t in found.targets)
+        return (
+            echoes + list(found.skipped) + self._compare(item, found.targets, found.backups, now, time_left)
+        )
+
+    def _scan(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
+        """A scheduled scan: each named repository repaired, then its tags in scope listed and
+        checked. Past MAX_SCAN_TARGETS tags the rest go on as check items of this run (the run
+        expects them before they are sent), so no invocation's share is unbounded."""
+        rules = self.discovery.rules()
+        results: list[TagResult] = []
+        targets: list[Target] = []
+        backups: dict[tuple[str, str], list[BackupRecord]] = {}
+        overflow: list[tuple[str, list[str]]] = []
+        left_out = set(item.left_out)
+        filtered = 0
+        for name in item.repositories:
+            rule = rule_for_repository(rules, name)
+            repaired = self.repairer.sweep(name, rule.prefix if rule else "")
+            results.extend(repaired)
+            found = self.discovery.discover_repository(name, scoped=True)
+            if found.gone is not None:  # removed (or its rule) since the plan: nothing left to check
+                logger.info("scanned repository gone", extra={"repository": name, "reason": str(found.gone)})
+                continue
+            if found.errors and not found.targets:
+                raise RetryableError("; ".join(found.errors))
+            filtered += len(found.skipped)  # outside the scope's filters: counted in the log, not stored
+            done = {r.tag for r in repaired} | left_out
+            keep = [t for t in found.targets if t.cached.tag not in done]
+            room = MAX_SCAN_TARGETS - len(targets)
+            if self.queue is not None and len(keep) > room:
+                overflow.append((name, [t.cached.tag for t in keep[room:]]))
+                keep = keep[:room]
+            targets.extend(keep)
+            backups.update(found.backups)
+        if filtered:
+            logger.info("tags outside the scope's filters", extra={"run_id": item.run_id, "tags": filtered})
+        if overflow and self.queue is not None:
+            self._split(item, overflow, self.queue)
+        return results + self._compare(item, targets, backups, now, time_left)
+
+    def _split(self, item: WorkItem, overflow: list[tuple[str, list[str]]], queue: WorkQueue) -> None:
+        """Queue a scan's rest as check items. The run is told to expect them first (once per scan,
+        however often the scan is retried), so it cannot complete before they are counted; a retry
+        sends the same bodies, which idempotency processes once."""
+        key = hashlib.sha256(item.model_dump_json().encode()).hexdigest()[:16]
+        chunks = [
+            (name, tuple(tags[start : start + self.settings.tags_per_message]))
+            for name, tags in overflow
+            for start in range(0, len(tags), self.settings.tags_per_message)
+        ]
+        parts = [
+            WorkItem(
+                run_id=item.run_id,
+                kind=WorkKind.CHECK,
+                repository=name,
+                tags=tags,
+                refresh=item.refresh,
+                dry_run=item.dry_run,
+                source=item.source,
+                part=f"{key}:{index}",
+            )
+            for index, (name, tags) in enumerate(chunks)
+        ]
+        self.state.extend_run(item.run_id, len(parts), key)
+        try:
+            queue.send(parts)
+        except QueueError as exc:
+            raise RetryableError(str(exc)) from exc
+        logger.info("scan split", extra={"run_id": item.run_id, "items": len(parts)})
+
+    def _compare(
+        self,
+        item: WorkItem,
+        targets: list[Target],
+        backups: dict[tuple[str, str], list[BackupRecord]],
+        now: datetime,
+        time_left: Callable[[], float] | None,
+    ) -> list[TagResult]:
+        """Compare the targets; a stale one is refreshed unless its state holds it back. A tag's
+        state is read (strongly) only when it is stale: an unchanged fleet reads none here."""
         cooldown = timedelta(minutes=self.settings.refresh_cooldown_minutes)
 
         def gate(target: Target, upstream: str) -> str:
-            state = states.get((target.cached.repository, target.cached.tag))
+            state = self.state.tag_state(target.cached.repository, target.cached.tag)
             if in_cooldown(state, now, cooldown):
                 return (
                     f"refresh cooldown ({self.settings.refresh_cooldown_minutes} min since the last refresh)"
@@ -213,16 +298,16 @@ class Checker:
                 )
             return ""
 
-        results = echoes + list(found.skipped)
-        results += self.engine.check(
-            found.targets,
-            found.backups,
+        if not targets:
+            return []
+        return self.engine.check(
+            targets,
+            backups,
             dry_run=item.dry_run or not item.refresh or self.settings.dry_run,
             budget=StateBudget(self.state, self.registry, self.settings.rate_limit_reserve, now),
             time_left=time_left,
             refresh_gate=gate,
         )
-        return results
 
     def _warm(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
         matched = rule_for_repository(self.discovery.rules(), item.repository)

@@ -140,7 +140,7 @@ class Discovery:
                 + (f" match PTC_RULE_PREFIXES={','.join(s.rule_prefixes)}" if s.rule_prefixes else "")
             )
             return found
-        pulled_after = self.now() - timedelta(days=s.pulled_within_days) if s.pulled_within_days else None
+        pulled_after = self._pulled_after()
         not_caches = 0
         for repo in self.ecr.cached_repositories(rules):
             if not self.in_scope(repo.name):
@@ -156,8 +156,46 @@ class Discovery:
             )
         return found
 
-    def discover_repository(self, name: str, tags: Collection[str] | None = None) -> Found:
-        """The cached tags ``tags`` (all when None) of one repository, with its rule and mutability.
+    def repositories(self) -> tuple[list[CachedRepository], list[str]]:
+        """The caches in scope (rules → repositories under their prefixes), no tag read; with the
+        reasons when there is nothing to read. What the planner lists: its cost grows with
+        repositories, and each repository's checker lists its tags."""
+        rules = self.rules()
+        if not rules:
+            prefixes = self.settings.rule_prefixes
+            return [], [
+                "no pull-through cache rules"
+                + (f" match PTC_RULE_PREFIXES={','.join(prefixes)}" if prefixes else "")
+            ]
+        caches, not_caches = [], 0
+        for repo in self.ecr.cached_repositories(rules):
+            if not self.in_scope(repo.name):
+                continue
+            if is_cache(repo, self.settings.repository_include):
+                caches.append(repo)
+            else:
+                not_caches += 1
+        if not_caches:
+            logger.info(
+                "repositories under a ROOT rule left alone: not named by PTC_REPOSITORY_INCLUDE",
+                extra={"repositories": not_caches},
+            )
+        return caches, []
+
+    def cached_tags(self, repository: str) -> set[str]:
+        """The tags ECR holds in ``repository`` now (none when it does not exist); EcrError else."""
+        try:
+            return {cached.tag for cached in self.ecr.tagged_images(repository)}
+        except EcrError as exc:
+            if exc.code == "RepositoryNotFoundException":
+                return set()
+            raise
+
+    def discover_repository(
+        self, name: str, tags: Collection[str] | None = None, *, scoped: bool = False
+    ) -> Found:
+        """The cached tags ``tags`` (all when None) of one repository, with its rule and mutability;
+        ``scoped`` applies the tag filters and PTC_PULLED_WITHIN_DAYS to them, as a scan does.
 
         The repository must be under one of the account's rules: a name from a message or an event
         only ever selects; the upstream host always comes from the rule."""
@@ -182,8 +220,12 @@ class Discovery:
                 TagResult(name, tag, rule.prefix, Outcome.NOT_A_CACHE, reason=reason) for tag in tags or ()
             )
             return found
-        self._collect(repo, found, pulled_after=None, only=tags)
+        self._collect(repo, found, pulled_after=self._pulled_after() if scoped else None, only=tags)
         return found
+
+    def _pulled_after(self) -> datetime | None:
+        days = self.settings.pulled_within_days
+        return self.now() - timedelta(days=days) if days else None
 
     def _collect(
         self,

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ptc_sync.discovery import Discovery
+from ptc_sync.ecr import EcrError
 from ptc_sync.journal import Lease
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.names import parse_tagged_image
@@ -26,7 +27,7 @@ from ptc_sync.semver import newest_matching, newest_named
 from ptc_sync.state import StateError, StateStore
 from ptc_sync.sync import SyncEngine
 from ptc_sync.upstream import rule_for_repository, upstream_for
-from ptc_sync.work import DiscoverySpec, WorkItem, WorkKind
+from ptc_sync.work import MAX_REPOSITORIES_PER_ITEM, MAX_TAGS_PER_ITEM, DiscoverySpec, WorkItem, WorkKind
 
 logger = Logger(child=True)
 MAX_LISTED_TAGS = 20_000  # upstream tags read per discovery spec and run
@@ -60,7 +61,17 @@ class Plan:
 
     @property
     def expected(self) -> int:
+        """The work items the run waits for (a scan that splits adds its shares to the run)."""
+        return len(self.items)
+
+    @property
+    def named_tags(self) -> int:
+        """The tags the items name (check and warm items; a scan lists its repositories' tags)."""
         return sum(len(item.tags) for item in self.items)
+
+    @property
+    def scanned(self) -> int:
+        return sum(len(item.repositories) for item in self.items if item.kind is WorkKind.SCAN)
 
 
 def new_run_id(now: datetime) -> str:
@@ -92,34 +103,78 @@ class Planner:
         self.settings = engine.settings
 
     def plan(self, *, dry_run: bool | None = None, run_id: str | None = None) -> Plan:
+        """Rules → repositories in scope → scan items of up to MAX_REPOSITORIES_PER_ITEM repositories
+        (their checkers list the tags), plus warm items for pre-warm images and new upstream tags.
+        The planner reads no repository's tags but those of the pre-warm list and discovery specs."""
         now = self.engine.now()
         dry = self.settings.dry_run if dry_run is None else dry_run
         plan = Plan(run_id or new_run_id(now))
-        found = self.discovery.discover()
-        plan.errors.extend(found.errors)
-        plan.skipped.extend(found.skipped)
-        cached = {(t.repository.name, t.cached.tag) for t in found.targets} | {
-            (r.repository, r.tag) for r in found.skipped
-        }
+        caches, errors = self.discovery.repositories()
+        plan.errors.extend(errors)
+        names = sorted(repo.name for repo in caches)
         prewarm, specs = self._prewarm_config(plan)
-        # cached but not warm at its last pre-warm: warmed again this run (which also reports it)
+        cached = self._cached(prewarm, specs, plan)
+        # cached but not warm at its last pre-warm: warmed again this run (which also reports it), and
+        # left out of its repository's scan
         warming = set() if dry else self._still_warming(prewarm, cached, plan)
-        by_repo: dict[str, list[str]] = {}
-        for target in found.targets:
-            if (target.repository.name, target.cached.tag) not in warming:
-                by_repo.setdefault(target.repository.name, []).append(target.cached.tag)
-        self._route_repairs(by_repo, plan)
-        for repository, tags in sorted(by_repo.items()):
-            for chunk in _chunks(tags, self.settings.tags_per_message):
+        left_out: dict[str, list[str]] = {}
+        for repository, tag in sorted(warming):
+            left_out.setdefault(repository, []).append(tag)
+        self._scan_items(plan, names, left_out, dry=dry)
+        self._warm_items(plan, prewarm, specs, cached, warming, dry=dry)
+        return plan
+
+    def _scan_items(self, plan: Plan, names: list[str], left_out: dict[str, list[str]], *, dry: bool) -> None:
+        repairs = self._due_repairs(plan)
+        scanned = set(names)
+        plain = [name for name in names if name not in left_out]
+        for start in range(0, len(plain), MAX_REPOSITORIES_PER_ITEM):
+            first, *more = plain[start : start + MAX_REPOSITORIES_PER_ITEM]
+            plan.items.append(
+                WorkItem(
+                    run_id=plan.run_id,
+                    kind=WorkKind.SCAN,
+                    repository=first,
+                    more_repositories=tuple(more),
+                    dry_run=dry,
+                )
+            )
+        for repository, tags in sorted(left_out.items()):
+            if repository in scanned:
                 plan.items.append(
                     WorkItem(
                         run_id=plan.run_id,
-                        kind=WorkKind.CHECK,
+                        kind=WorkKind.SCAN,
                         repository=repository,
-                        tags=chunk,
+                        left_out=tuple(tags[:MAX_TAGS_PER_ITEM]),
                         dry_run=dry,
                     )
                 )
+        # a tag a killed refresh removed in a repository no scan covers (out of scope now): the
+        # checker of its repository repairs it before checking (the planner writes to no image)
+        for repository, tags in sorted(repairs.items()):
+            if repository not in scanned:
+                for chunk in _chunks(tags, self.settings.tags_per_message):
+                    plan.items.append(
+                        WorkItem(
+                            run_id=plan.run_id,
+                            kind=WorkKind.CHECK,
+                            repository=repository,
+                            tags=chunk,
+                            dry_run=dry,
+                        )
+                    )
+
+    def _warm_items(
+        self,
+        plan: Plan,
+        prewarm: Sequence[str],
+        specs: Sequence[DiscoverySpec],
+        cached: set[tuple[str, str]],
+        warming: set[tuple[str, str]],
+        *,
+        dry: bool,
+    ) -> None:
         warm: dict[str, list[str]] = {}
         for image in prewarm:
             repository, tag = parse_tagged_image(image)
@@ -145,7 +200,22 @@ class Planner:
                             source="prewarm",
                         )
                     )
-        return plan
+
+    def _cached(
+        self, prewarm: Sequence[str], specs: Sequence[DiscoverySpec], plan: Plan
+    ) -> set[tuple[str, str]]:
+        """The cached tags of the repositories the pre-warm list and the discovery specs name: the
+        only tags the planner reads (one listing per such repository)."""
+        repositories = {parse_tagged_image(image)[0] for image in prewarm} | {s.repository for s in specs}
+        cached: set[tuple[str, str]] = set()
+        for repository in sorted(repositories):
+            if rule_for_repository(self.discovery.rules(), repository) is None:
+                continue  # reported where the image or spec is planned
+            try:
+                cached |= {(repository, tag) for tag in self.discovery.cached_tags(repository)}
+            except EcrError as exc:
+                plan.errors.append(f"{repository}: cached tags not read: {exc}")
+        return cached
 
     def _still_warming(
         self, prewarm: Sequence[str], cached: set[tuple[str, str]], plan: Plan
@@ -161,18 +231,19 @@ class Planner:
             return set()
         return {key for key, state in states.items() if state.outcome is Outcome.WARMING}
 
-    def _route_repairs(self, by_repo: dict[str, list[str]], plan: Plan) -> None:
-        """A tag a killed refresh removed is not listed by ECR: its intent puts it in the run, and the
-        checker of its repository repairs it before checking (the planner itself writes to no image)."""
+    def _due_repairs(self, plan: Plan) -> dict[str, list[str]]:
+        """Expired refresh intents by repository: tags a killed refresh may have left absent."""
         try:
             due = self.repairs.due()
         except StateError as exc:
             plan.errors.append(f"refresh journal not read: {exc}")
-            return
+            return {}
+        by_repo: dict[str, list[str]] = {}
         for lease in due:
             tags = by_repo.setdefault(lease.repository, [])
             if lease.tag not in tags:
                 tags.append(lease.tag)
+        return by_repo
 
     def _prewarm_config(self, plan: Plan) -> tuple[tuple[str, ...], tuple[DiscoverySpec, ...]]:
         prewarm, specs = self.settings.prewarm_images, self.settings.discover

@@ -70,7 +70,7 @@ class RejectedInput(ValueError):
 
 # the kinds the checker acts on: Checker.process checks whatever is not WARM, so a kind added to
 # WorkKind without a branch of its own would become a refreshing check; it is refused here instead
-CHECKER_KINDS: Final = frozenset({WorkKind.CHECK, WorkKind.WARM})
+CHECKER_KINDS: Final = frozenset({WorkKind.CHECK, WorkKind.SCAN, WorkKind.WARM})
 MAX_MESSAGE_ID: Final = 128  # SQS message ids are UUIDs; the id is what a batch item failure names
 _KEY_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}")
 
@@ -174,7 +174,8 @@ def _send(app: App, planner: Planner, plan: Plan, *, dry_run: bool) -> dict[str,
         "run_id": plan.run_id,
         "dry_run": dry_run,
         "messages": len(plan.items),
-        "tags": plan.expected,
+        "repositories": plan.scanned,
+        "tags": plan.named_tags,
         "skipped": len(plan.skipped),
         "errors": list(plan.errors),
     }
@@ -190,7 +191,8 @@ def _send(app: App, planner: Planner, plan: Plan, *, dry_run: bool) -> dict[str,
         logger.warning("planning problems", extra={"run_id": plan.run_id, "errors": plan.errors})
         _report_problems(app, plan.run_id, plan.errors, dry_run=dry_run)
     planned = EphemeralMetrics(namespace=app.metrics_namespace)
-    planned.add_metric(name="TagsQueued", unit=MetricUnit.Count, value=plan.expected)
+    # the planner lists repositories, not tags (the checkers list them): it measures what it queued
+    planned.add_metric(name="RepositoriesQueued", unit=MetricUnit.Count, value=plan.scanned)
     planned.add_metric(name="WorkItemsQueued", unit=MetricUnit.Count, value=len(plan.items))
     planned.flush_metrics()
     logger.info("run planned", extra={k: v for k, v in summary.items() if k != "errors"})

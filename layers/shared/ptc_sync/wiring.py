@@ -104,7 +104,7 @@ class App:
         )
 
     def checker(self) -> Checker:
-        state, _queue = self.fanout()
+        state, queue = self.fanout()
         return Checker(
             self.engine,
             state,
@@ -114,6 +114,7 @@ class App:
             repairer=self.repairer,
             journal=self.journal,
             registry=self.engine.registry,
+            queue=queue,
             metrics_namespace=self.metrics_namespace,
         )
 

@@ -12,7 +12,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from ptc_sync.names import (
     REPOSITORY_MAX,
@@ -25,6 +25,10 @@ from ptc_sync.semver import check_variant, parse_range
 
 RUN_ID_RE: Final = r"^[A-Za-z0-9_-]{1,80}$"
 MAX_TAGS_PER_ITEM: Final = 100  # DescribeImages takes 100 image ids; also keeps messages small
+# a scan item names up to this many repositories: the per-item costs (idempotency record, the run
+# counter) are shared by every tag of them, while the checker's share stays bounded (MAX_SCAN_TARGETS)
+MAX_REPOSITORIES_PER_ITEM: Final = 50
+MAX_SCAN_TARGETS: Final = 500  # tags one scan item checks itself; the rest go on as check items
 
 RepositoryName = Annotated[
     str, StringConstraints(min_length=REPOSITORY_MIN, max_length=REPOSITORY_MAX, pattern=REPOSITORY_PATTERN)
@@ -35,6 +39,9 @@ RunId = Annotated[str, StringConstraints(pattern=RUN_ID_RE)]
 
 class WorkKind(StrEnum):
     CHECK = "check"  # compare, and refresh when stale (unless refresh is false or dry run)
+    # list the named repositories' tags in scope and check them (the schedule: the planner lists
+    # repositories, never tags; a repository with more than MAX_SCAN_TARGETS tags goes on as checks)
+    SCAN = "scan"
     WARM = "warm"  # make the tags cached and warm (pre-warm list, retry of a failed ECR sync)
 
 
@@ -97,3 +104,26 @@ class WorkItem(BaseModel):
     dry_run: bool = False
     discovery: DiscoverySpec | None = None
     source: Literal["schedule", "ecr-event", "request", "prewarm"] = "schedule"
+    # scan items only: the repositories after ``repository`` (together at most MAX_REPOSITORIES_PER_ITEM)
+    more_repositories: tuple[RepositoryName, ...] = Field(
+        default=(), max_length=MAX_REPOSITORIES_PER_ITEM - 1
+    )
+    # a check item a scan split off: which share of the scan it is (so a retried scan that queues its
+    # shares again sends the same bodies, and idempotency on the body counts each share once)
+    part: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,16}:[0-9]{1,6}$")] | None = None
+    # scan items only: tags of its one repository this run handles in another item (pre-warms again)
+    left_out: tuple[TagName, ...] = Field(default=(), max_length=MAX_TAGS_PER_ITEM)
+
+    @model_validator(mode="after")
+    def _scan_fields(self) -> WorkItem:
+        if self.kind is WorkKind.SCAN and self.tags:
+            raise ValueError("tags: a scan item names repositories only (the checker lists their tags)")
+        if self.kind is not WorkKind.SCAN and (self.more_repositories or self.left_out):
+            raise ValueError("more_repositories, left_out: only scan items carry them")
+        if self.left_out and self.more_repositories:
+            raise ValueError("left_out: a scan item that leaves tags out names one repository")
+        return self
+
+    @property
+    def repositories(self) -> tuple[str, ...]:
+        return (self.repository, *self.more_repositories)

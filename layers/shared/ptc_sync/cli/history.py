@@ -158,7 +158,7 @@ def cmd_runs(ctx: Context) -> int:
         out.dump_json(doc, ctx.stdout)
         return out.EXIT_OK
     cells = [_progress_cells(p) for p in runs]
-    ctx.rows(["RUN", "STARTED", "TAGS", "STATE", "OUTCOMES"], cells, cells)
+    ctx.rows(["RUN", "STARTED", "ITEMS", "STATE", "OUTCOMES"], cells, cells)
     if not ctx.text:
         ctx.say(
             f"{len(runs)} run{'s' if len(runs) != 1 else ''} with a refresh or a failure since "
@@ -188,7 +188,7 @@ def _show_run(ctx: Context, run_id: str) -> int:
     if ctx.text:
         ctx.say(out.text_rows([_progress_cells(progress)]))
     else:
-        ctx.say(out.table(["RUN", "STARTED", "TAGS", "STATE", "OUTCOMES"], [_progress_cells(progress)]))
+        ctx.say(out.table(["RUN", "STARTED", "ITEMS", "STATE", "OUTCOMES"], [_progress_cells(progress)]))
         ctx.say("")
 
     def row(r: TagResult, digest: Callable[[str | None], str]) -> list[str]:
