@@ -41,7 +41,7 @@ failing results always change the state (their streak grows) and are always writ
 
 Reads, strongly consistent where a stale read would decide wrongly:
 
-- the journal, the lease and the budget (``journal.py``, ``reserve_pulls``, ``rate_limit``), the
+- the journal, the lease and the budget (``ptc_sync.journal``, ``reserve_pulls``, ``rate_limit``), the
   runs (``done``/``summarised``, a run's results for its report) and every re-read after a failed
   version condition: strongly consistent;
 - ``tag_states`` for the checker's refresh gate (cooldown, backoff) and its echo filter: strongly
