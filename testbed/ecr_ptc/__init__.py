@@ -24,10 +24,18 @@ Modules, one concern each:
 - ``upstream``: ECR's own HTTP client to upstream registries;
 - ``store``: how images live in moto's repositories, tag immutability;
 - ``api``: the request, errors, pagination and failure codes every call shares;
-- ``clock``: the only source of time; ``emulator``: the class and its installation into moto.
+- ``clock``: the only source of time; ``emulator``: the class and its installation into moto;
+- ``access`` (opt-in, ``AccessEmulation``): STS trust, caller-bound ECR tokens and upstream
+  repository policies, for ptc-sync's own read path to ECR upstreams.
 
-Not emulated: IAM (``customRoleArn`` is checked for shape and account, ``ecr`` upstreams are read
-anonymously), archive storage (every image is ACTIVE), cross-account registryId
+Unknowns are switches, each settable both ways on the emulator: ``reimport_after_delete``,
+``import_into_pushed_repositories`` (pulls), ``put_image_in_cache``, ``describe_lag`` (images),
+``uncached_layer_answer`` (layers); tests/reliability/test_unknown_switches.py runs the never-lose
+scenarios under each.
+
+Not emulated: IAM identity policies (``customRoleArn`` is checked for shape and account; ECR's own
+imports from ``ecr`` upstreams are read anonymously; ``access`` checks trust and repository policies
+on ptc-sync's side), archive storage (every image is ACTIVE), cross-account registryId
 (InvalidParameterException), ECR Image Action events, throttling of any call but PutImage.
 """
 

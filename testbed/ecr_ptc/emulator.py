@@ -116,6 +116,9 @@ class PullThroughCacheEmulator(PullsMixin, ImagesMixin, LayersMixin):
         # rule, and a pull by tag importing again a tag that BatchDeleteImage removed
         self.put_image_in_cache = True
         self.reimport_after_delete = True
+        # unknown (docs/ecr-facts.md, "Still unknown"): whether ECR imports into a repository under a
+        # ROOT rule that it did not create (one the team pushes to); pulls.py
+        self.import_into_pushed_repositories = True
         self._removed_tags: set[tuple[str, str, str, str]] = set()
 
     # -- installation ---------------------------------------------------------------------------------

@@ -164,7 +164,11 @@ class ImagesMixin(StoreMixin):
     def _api_put_image(self, call: _Call) -> ActionResult:
         name = call.param("repositoryName")
         repository = call.repository(name)
-        if not self.put_image_in_cache and self._match_rule(call.account, call.region, name) is not None:
+        if (
+            not self.put_image_in_cache
+            and self._match_rule(call.account, call.region, name) is not None
+            and getattr(repository, "ptc_created_by_cache", False)  # a pushed repository is not a cache
+        ):
             raise _error(
                 "InvalidParameterException",
                 f"PutImage is not supported in the pull through cache repository '{name}' (emulated)",

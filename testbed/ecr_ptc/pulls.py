@@ -66,6 +66,15 @@ SCHEMA1: Final = "application/vnd.docker.distribution.manifest.v1+json"
 DEFAULT_ACCEPTED: Final = (SCHEMA1, mt.DOCKER_MANIFEST, mt.OCI_MANIFEST)
 
 
+def _pushed_to(repository: Repository | None, rule: _Rule) -> bool:
+    """A repository under a ROOT rule that ECR's import did not create: one the team pushes to."""
+    return (
+        repository is not None
+        and rule.prefix == "ROOT"
+        and not getattr(repository, "ptc_created_by_cache", False)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ImportRecord:
     """One manifest import from upstream into the cache (a first pull, or a re-check that moved a tag)."""
@@ -244,6 +253,8 @@ class PullsMixin(RulesMixin, EventsMixin, FaultsMixin, StoreMixin, PullTimeMixin
             "imageManifestMediaType": image.image_manifest_media_type,
         }
 
+    import_into_pushed_repositories: bool
+
     def _find_for_pull(
         self,
         call: _Call,
@@ -259,6 +270,12 @@ class PullsMixin(RulesMixin, EventsMixin, FaultsMixin, StoreMixin, PullTimeMixin
         tag, digest = image_id.get("imageTag"), image_id.get("imageDigest")
         self.pulls[(name, tag or digest or "")] += 1
         repository = call.backend.repositories.get(name)
+        if (
+            match is not None
+            and not self.import_into_pushed_repositories
+            and _pushed_to(repository, match[0])
+        ):
+            match = None  # switched off: ECR leaves a repository it did not create alone (serves only it)
         image = None
         if tag:
             image = _by_tag(repository, tag) if repository is not None else None

@@ -93,6 +93,7 @@ class StoreMixin(EmulatorCore):
                 tags=[],
             )
             repository.created_at = self.clock.now()
+            repository.ptc_created_by_cache = True  # type: ignore[attr-defined]  # pulls.py: not pushed to
         return repository
 
     def _store(
