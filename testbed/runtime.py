@@ -12,6 +12,9 @@ functions, so tests and the demo run the real handlers the way Lambda would call
   calls the handler with each event exactly as EventBridge would pass it. moto's default input
   template for an SQS target leaves out ``account``; the tap puts it back (the queue's account, the
   bus's own), as a Lambda target receives the whole event.
+
+``FakeClock`` and ``FakeContext`` are the one fake clock and the one fake Lambda context of the
+testbed and of every test (``tests/fakes.py`` re-exports them; ``testbed.ecr_ptc`` uses this clock).
 """
 
 from __future__ import annotations
@@ -49,17 +52,23 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.advance(seconds)
 
-    def advance(self, delta: timedelta | float) -> None:
-        seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
-        if seconds < 0:
+    def advance(self, delta: timedelta | float = 0.0, **parts: float) -> datetime:
+        """Move on by ``delta`` (a timedelta or seconds) and ``parts`` (``timedelta``'s keywords:
+        ``advance(minutes=15)``); returns the new time."""
+        step = (delta if isinstance(delta, timedelta) else timedelta(seconds=float(delta))) + timedelta(
+            **parts
+        )
+        if step < timedelta(0):
             raise ValueError("time does not go backwards")
-        self._now += timedelta(seconds=seconds)
-        self.mono += seconds
+        self._now += step
+        self.mono += step.total_seconds()
+        return self._now
 
 
 @dataclass
 class FakeContext:
-    """The one fake Lambda context: what Powertools and the handlers read of one."""
+    """The one fake Lambda context: what Powertools and the handlers read of one. The remaining
+    time is ``remaining_ms``, or what ``remaining`` answers at each call (a deadline on a clock)."""
 
     function_name: str = "ptc-sync-function"
     memory_limit_in_mb: int = 256
@@ -67,13 +76,14 @@ class FakeContext:
     remaining_ms: int = 900_000
     region: str = "us-east-1"
     account: str = "123456789012"
+    remaining: Callable[[], int] | None = None
 
     @property
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account}:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+        return self.remaining() if self.remaining is not None else self.remaining_ms
 
 
 @dataclass

@@ -26,7 +26,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -48,12 +47,11 @@ from ptc_sync.refresh import is_backup_tag
 from ptc_sync.registry import RegistryClient, RetryPolicy
 from ptc_sync.state import DynamoStateStore
 from ptc_sync.upstream_access import ExplainingResolver
-from testbed.ecr_ptc import FakeClock
 from testbed.fault_server import FaultServer, Recorded, Reply
 from testbed.images import PushedImage
 from testbed.lambdas import Stack
 from testbed.registry import RegistryServer
-from testbed.runtime import Delivery, FakeContext
+from testbed.runtime import Delivery, FakeClock, FakeContext
 from testbed.sandbox import HUB_HOST, PUBLIC_HOST, REGION, Sandbox
 
 # A short-fused registry client: timeouts are real seconds, backoff and Retry-After are virtual.
@@ -231,24 +229,6 @@ class SessionFaults:
 # -- the world -----------------------------------------------------------------------------------------
 
 
-class VirtualClock:
-    """The registry client's clock on the sandbox's FakeClock: backoff and Retry-After cost nothing."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.clock.now().timestamp()
-
-    def now(self) -> datetime:
-        return self.clock.now()
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.clock.advance(timedelta(seconds=seconds))
-
-
 @dataclass
 class World:
     box: Sandbox
@@ -297,7 +277,7 @@ class App:
 
     app: wiring.App
     faults: SessionFaults
-    clock: VirtualClock
+    clock: FakeClock
 
 
 def world_of(registry: RegistryServer) -> Iterator[World]:
@@ -332,7 +312,7 @@ def build(world: World, **settings: Any) -> App:
     box = world.box
     session = new_session()
     faults = SessionFaults(session)
-    clock = VirtualClock(box.clock)
+    clock = box.clock  # the registry client sleeps on it too: backoff and Retry-After cost nothing
     settings.setdefault("verify_timeout_seconds", 30)
     app = wiring.build_app(
         box.settings(**settings),
@@ -555,11 +535,7 @@ def run_fanout(
 def lambda_context(function: str, remaining: Callable[[], int]) -> Callable[[], Any]:
     """A context factory whose remaining time comes from ``remaining`` (milliseconds) at each call."""
 
-    class Context(FakeContext):
-        def get_remaining_time_in_millis(self) -> int:
-            return remaining()
-
-    return lambda: Context(function)
+    return lambda: FakeContext(function, remaining=remaining)
 
 
 def backups(tags: Mapping[str, str]) -> dict[str, str]:
