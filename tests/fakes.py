@@ -46,7 +46,7 @@ from ptc_sync.planner import Planner
 from ptc_sync.refresh import Refresher
 from ptc_sync.registry.errors import NotFoundError, RegistryError
 from ptc_sync.repair import Repairer
-from ptc_sync.report import ReportKind
+from ptc_sync.report import PublishDecision, ReportKind
 from ptc_sync.settings import SyncSettings
 from ptc_sync.state import RunProgress, TagState, TagUpdate, next_tag_state, should_alert
 from ptc_sync.sync import SyncEngine
@@ -433,14 +433,12 @@ class FakeState:
 
 @dataclass
 class FakeNotifier:
-    published: list[tuple[RunReport, bool | None]] = field(default_factory=list)
+    published: list[tuple[RunReport, PublishDecision | None]] = field(default_factory=list)
     kinds: list[ReportKind] = field(default_factory=list)
 
-    def publish(
-        self, report: RunReport, *, worth_it: bool | None = None, kind: ReportKind = ReportKind.RUN
-    ) -> str | None:
-        self.published.append((report, worth_it))
-        self.kinds.append(kind)
+    def publish(self, report: RunReport, decision: PublishDecision | None = None) -> str | None:
+        self.published.append((report, decision))
+        self.kinds.append(decision.kind if decision else ReportKind.RUN)
         return f"message-{len(self.published)}"
 
 

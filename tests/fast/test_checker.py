@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ptc_sync.checker import NOTIFY
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.state import TagState
 from ptc_sync.work import WorkItem, WorkKind
@@ -29,10 +28,12 @@ def test_a_stale_tag_is_refreshed_and_is_news() -> None:
     outcome = fakes.checker().process(item("lts"))
     (result,) = outcome.results
     assert result.outcome is Outcome.REFRESHED
-    assert result.details[NOTIFY] == "true"
+    assert result.news
     assert outcome.completed_run
     assert outcome.message_id == "message-1"
-    assert fakes.notifier.published[0][1] is True  # worth a message
+    decision = fakes.notifier.published[0][1]
+    assert decision is not None
+    assert decision.publish  # worth a message
     assert fakes.state.tag_state(REPO, "lts").refreshed_at == fakes.clock.now()  # type: ignore[union-attr]
 
 
@@ -42,7 +43,7 @@ def test_a_fresh_tag_again_is_no_news() -> None:
     first = one(fakes, item("lts"))
     again = one(fakes, item("lts"))
     assert first.outcome is again.outcome is Outcome.FRESH
-    assert again.details[NOTIFY] == "false"
+    assert not again.news
 
 
 def test_a_tag_refreshed_within_the_cooldown_waits() -> None:

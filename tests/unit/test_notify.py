@@ -16,18 +16,20 @@ from moto import mock_aws
 from ptc_sync.chat.model import parse_report
 from ptc_sync.models import Outcome, RunReport, TagResult
 from ptc_sync.notify import Notifier, NotifyError, SnsNotifier
-from ptc_sync.report import ReportKind
 
 REGION = "us-east-1"
 FINISHED = datetime.now(UTC)
 
 
-def result(outcome: Outcome, tag: str = "lts", reason: str = "") -> TagResult:
+def result(outcome: Outcome, tag: str = "lts", reason: str = "", *, first_seen: bool = False) -> TagResult:
+    """A result as the run state judges a tag's first check: notable outcomes are news."""
     return TagResult(
         repository="docker-hub/library/node",
         tag=tag,
         rule_prefix="docker-hub",
         outcome=outcome,
+        news=outcome.notable,
+        first_seen=first_seen,
         cached_digest="sha256:" + "a" * 64,
         upstream_digest="sha256:" + "b" * 64,
         reason=reason,
@@ -219,10 +221,11 @@ def test_subscribers_other_than_email_still_receive_the_chatbot_json(topic: Topi
 def test_first_run_is_published_even_when_nothing_is_news(topic: Topic) -> None:
     queue = topic.subscribe_queue("everything")
     notifier = SnsNotifier(topic.sns, topic.arn)
-    quiet = run(result(Outcome.FRESH), result(Outcome.FRESH, tag="22"))
+    quiet = run(result(Outcome.FRESH), result(Outcome.FRESH, tag="22", first_seen=True))
+    first = run(result(Outcome.FRESH, first_seen=True), result(Outcome.FRESH, tag="22", first_seen=True))
 
-    assert notifier.publish(quiet, worth_it=False) is None
-    message_id = notifier.publish(quiet, worth_it=False, kind=ReportKind.FIRST_RUN)
+    assert notifier.publish(quiet) is None  # one tag known already: not the first run
+    message_id = notifier.publish(first)
 
     [envelope] = topic.received(queue)
     assert envelope["MessageId"] == message_id

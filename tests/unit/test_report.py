@@ -17,10 +17,10 @@ from ptc_sync.report import (
     ReportKind,
     build_notification,
     chat_notification,
+    decide_publish,
     headline,
     message_attributes,
     repository_arn,
-    should_publish,
     subject,
     tag_line,
     title,
@@ -467,20 +467,50 @@ def test_long_subject_is_cut_back_to_whole_phrases() -> None:
 # --- when to publish, and attributes ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_a_result_judged_news_is_published(outcome: Outcome) -> None:
+    decision = decide_publish(
+        run(result(Outcome.FRESH, tag="a"), result(outcome, news=True)), notify_always=False
+    )
+    assert (decision.publish, decision.kind, decision.why) == (True, ReportKind.RUN, "1 tag with news")
+
+
 @pytest.mark.parametrize("outcome", [outcome for outcome in Outcome if outcome.notable])
-def test_any_notable_outcome_is_published(outcome: Outcome) -> None:
-    assert should_publish(run(result(Outcome.FRESH, tag="a"), result(outcome)), always=False)
+def test_a_notable_outcome_the_state_did_not_judge_news_is_not(outcome: Outcome) -> None:
+    """A failure that persists is notable (the report lists it) but not news: no message."""
+    assert not decide_publish(
+        run(result(Outcome.FRESH, tag="a"), result(outcome)), notify_always=False
+    ).publish
 
 
 def test_quiet_run_is_published_only_when_always() -> None:
     quiet = run(result(Outcome.FRESH), result(Outcome.SKIPPED, tag="22"))
 
-    assert not should_publish(quiet, always=False)
-    assert should_publish(quiet, always=True)
+    assert not decide_publish(quiet, notify_always=False).publish
+    assert decide_publish(quiet, notify_always=True).publish
 
 
 def test_run_error_alone_is_published() -> None:
-    assert should_publish(run(errors=("rule ghcr: discovery failed",)), always=False)
+    decision = decide_publish(run(errors=("rule ghcr: discovery failed",)), notify_always=False)
+    assert (decision.publish, decision.why) == (True, "1 run error")
+
+
+def test_counts_carried_on_the_report_count_the_tags_not_named() -> None:
+    """A fan-out run stores no plain fresh result: its counters say how many tags were checked."""
+    report = run(
+        result(Outcome.REFRESHED, news=True),
+        counts={
+            ("docker-hub", Outcome.REFRESHED): 1,
+            ("docker-hub", Outcome.FRESH): 40,
+            ("quay", Outcome.FRESH): 2,
+        },
+    )
+    assert report.tags_checked == 43
+    assert report.count(Outcome.FRESH) == 42
+    assert report.rule_prefixes == {"docker-hub", "quay"}
+    assert (
+        json.loads(build_notification(report).message)["metadata"]["additionalContext"]["tagsChecked"] == "43"
+    )
 
 
 def test_message_attributes_describe_the_run_for_filter_policies() -> None:
@@ -630,13 +660,15 @@ def test_email_text_keeps_outside_text_plain_but_safe() -> None:
 
 def test_first_run_says_what_it_watches_even_when_all_is_fresh() -> None:
     report = run(
-        result(Outcome.FRESH, tag="lts"),
-        result(Outcome.FRESH, tag="22"),
-        result(Outcome.FRESH, repository="quay/coreos/etcd", rule="quay"),
+        result(Outcome.FRESH, tag="lts", first_seen=True),
+        result(Outcome.FRESH, tag="22", first_seen=True),
+        result(Outcome.FRESH, repository="quay/coreos/etcd", rule="quay", first_seen=True),
     )
 
-    assert not should_publish(report, always=False)
-    assert should_publish(report, always=False, kind=ReportKind.FIRST_RUN)
+    assert decide_publish(report, notify_always=False).kind is ReportKind.FIRST_RUN
+    assert not decide_publish(
+        run(*report.results, result(Outcome.FRESH, tag="old")), notify_always=False
+    ).publish
     payload = chat_notification(report, kind=ReportKind.FIRST_RUN)
     assert payload["content"]["title"] == (
         ":white_check_mark: ptc-sync: watching 3 tags under 2 rules, all fresh"

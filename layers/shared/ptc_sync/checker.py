@@ -13,7 +13,6 @@ backing off from is not made at all: a refresh's imports must not start refreshe
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,18 +30,13 @@ from ptc_sync.queue import QueueError, WorkQueue
 from ptc_sync.refresh import Refresher
 from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.repair import Repairer
-from ptc_sync.report import RECOVERED, ReportKind
-from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown
+from ptc_sync.report import decide_publish
+from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown, judged
 from ptc_sync.sync import SyncEngine, UpstreamResolver
 from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
 from ptc_sync.work import MAX_SCAN_TARGETS, WorkItem, WorkKind
 
 logger = Logger(child=True)
-
-NOTIFY = "notify"  # TagResult.details key: "true" when this result is news for chat
-FIRST_SEEN = "first_seen"  # TagResult.details key: "true" when the tag had no state before this check
-# A notable outcome is news the first time a tag shows it; failures follow should_alert.
-NEWS_ON_CHANGE = frozenset({Outcome.STALE, Outcome.UPSTREAM_MISSING, Outcome.IMMUTABLE, Outcome.RATE_LIMITED})
 
 
 class RetryableError(RuntimeError):
@@ -421,54 +415,50 @@ class Checker:
     def _record(
         self, result: TagResult, now: datetime, known: dict[tuple[str, str], TagState], *, scheduled: bool
     ) -> TagResult:
-        """Fold the result into the tag's state (no write when it changes nothing); ``known`` holds
-        the states read for this item (a tag missing from it has none) and is kept current."""
+        """Fold the result into the tag's state (no write when it changes nothing) and return it as
+        the state judges it (``state.judged``: news, recovered, first seen); ``known`` holds the
+        states read for this item (a tag missing from it has none) and is kept current."""
         if not result.repository or not result.tag:
             return result
         key = (result.repository, result.tag)
         update = self.state.record_tag(result, now, previous=known.get(key))
         known[key] = update.current
-        news = update.alert or result.outcome is Outcome.REFRESHED or _changed(update.previous, result)
-        stale_since = update.current.stale_since or result.stale_since
-        details = {**result.details, NOTIFY: "true" if news else "false"}
-        if update.alert and result.outcome is Outcome.FRESH:
-            details[RECOVERED] = "true"  # the alerted failure ended: tell it
-        if update.previous is None and scheduled:
-            details[FIRST_SEEN] = "true"  # a scheduled run of only such tags is the first after a deploy
-        return dataclasses.replace(result, stale_since=stale_since, details=details)
+        return judged(result, update, scheduled=scheduled)
 
     def summarise(self, run_id: str, *, dry_run: bool) -> str | None:
-        """The run is complete: log, measure and publish it once (the caller won the race)."""
+        """The run is complete: log, measure and publish it once (the caller won the race). Its
+        counts are the run's counters; its results the stored ones (no plain fresh tag)."""
         progress = self.state.run_progress(run_id)
-        results = self.state.run_results(run_id)
         report = RunReport(
             run_id=run_id,
             started_at=progress.started_at if progress else self.engine.now(),
             finished_at=self.engine.now(),
             dry_run=dry_run,
-            results=tuple(results),
+            results=tuple(self.state.run_results(run_id)),
             rate_limits=self.registry.rate_limits(),
             region=self.settings.region,
             account_id=self.settings.account_id,
+            counts=dict(progress.counts) if progress else {},
         )
         emit_run_metrics(report, namespace=self.metrics_namespace)
-        news = any(r.details.get(NOTIFY) == "true" for r in results)
-        logger.info("run complete", extra={"run_id": run_id, "tags": len(results), "news": news})
-        if self.notifier is None:
+        decision = decide_publish(report, notify_always=self.settings.notify_always)
+        logger.info(
+            "run complete",
+            extra={
+                "run_id": run_id,
+                "tags": report.tags_checked,
+                "publish": decision.publish,
+                "kind": decision.kind.value,
+                "why": decision.why,
+            },
+        )
+        if self.notifier is None or not decision.publish:
             return None
         try:
-            # the first run after a deploy says "watching N tags under M rules", news or not
-            # (when it has news, the run's report tells it: the news matters more)
-            first = not news and bool(results) and all(r.details.get(FIRST_SEEN) == "true" for r in results)
-            kind = ReportKind.FIRST_RUN if first else ReportKind.RUN
-            return self.notifier.publish(report, worth_it=news or first, kind=kind)
+            return self.notifier.publish(report, decision)
         except NotifyError as exc:
             logger.error("run report not published", extra={"run_id": run_id, "reason": str(exc)})
             return None
-
-
-def _changed(previous: TagState | None, result: TagResult) -> bool:
-    return result.outcome in NEWS_ON_CHANGE and (previous is None or previous.outcome is not result.outcome)
 
 
 def log_results(results: Sequence[TagResult], run_id: str, dry_run: bool) -> None:

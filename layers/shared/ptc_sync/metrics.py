@@ -105,16 +105,27 @@ _COUNTED_OUTCOMES: Final[Mapping[str, Outcome]] = {
 }
 
 
-def tag_counts(results: Iterable[TagResult], finished_at: datetime) -> dict[str, float]:
-    """Metric name → value (all counts except OldestStaleSeconds) for a group of results."""
-    listed = list(results)
+def tag_counts(report: RunReport, rule_prefix: str | None = None) -> dict[str, float]:
+    """Metric name → value for the run's tags (those of one rule with ``rule_prefix``): the counts
+    come from the report's tallies (the run's counters), OldestStaleSeconds from its named results."""
+    tallies = {
+        (rule, outcome): n
+        for (rule, outcome), n in report.tallies.items()
+        if rule_prefix is None or rule == rule_prefix
+    }
+
+    def count(outcomes: Iterable[Outcome]) -> int:
+        wanted = set(outcomes)
+        return sum(n for (_, outcome), n in tallies.items() if outcome in wanted)
+
     counts: dict[str, float] = {
-        "TagsChecked": len(listed),
-        "TagsStale": sum(1 for result in listed if result.outcome in DIFFERED_OUTCOMES),
+        "TagsChecked": sum(tallies.values()),
+        "TagsStale": count(DIFFERED_OUTCOMES),
     }
     for name, outcome in _COUNTED_OUTCOMES.items():
-        counts[name] = sum(1 for result in listed if result.outcome is outcome)
-    counts[OLDEST_STALE] = oldest_staleness_seconds(listed, finished_at)
+        counts[name] = count([outcome])
+    results = (r for r in report.results if rule_prefix is None or r.rule_prefix == rule_prefix)
+    counts[OLDEST_STALE] = oldest_staleness_seconds(results, report.finished_at)
     return counts
 
 
@@ -145,7 +156,7 @@ def emit_run_metrics(
     opts = options or _configured
     log = logger or _log
     names = opts.counts()
-    counts = tag_counts(report.results, report.finished_at)
+    counts = tag_counts(report)
     budgets = {
         status.host: float(status.remaining)
         for status in sorted(report.rate_limits, key=lambda status: status.host)
@@ -163,10 +174,8 @@ def emit_run_metrics(
         extra={"run_id": report.run_id, **counts, RUN_ERRORS: len(report.errors), "metrics": list(totals)},
     )
 
-    for prefix in sorted({result.rule_prefix for result in report.results}):
-        in_rule = tag_counts(
-            (result for result in report.results if result.rule_prefix == prefix), report.finished_at
-        )
+    for prefix in sorted(report.rule_prefixes):
+        in_rule = tag_counts(report, prefix)
         # a tag under no rule (its repository left the rules' scope) still needs a dimension value:
         # an empty one is dropped by EMF, and the blob would count again as run totals
         label = prefix or NO_RULE

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -214,6 +216,10 @@ class TagResult:
     # tag state keeps the last person's pull from them: ptc_sync.pull_times)
     image_pulled_at: datetime | None = None
     image_pushed_at: datetime | None = None
+    # what the run state made of the result (``state.policy.judged``; all False where no state was read):
+    news: bool = False  # worth telling chat: the first failure, a refresh, a new warning, a recovery
+    recovered: bool = False  # a fresh result that ends a failure the state had alerted on
+    first_seen: bool = False  # a scheduled check of a tag with no state yet (the first run after a deploy)
 
     def __post_init__(self) -> None:
         # the one place every result passes: state items, reports, logs and the CLI see only redacted,
@@ -248,7 +254,11 @@ class RateLimitStatus:
 
 @dataclass(frozen=True, slots=True)
 class RunReport:
-    """Everything one sync run did, for the SNS message, the metrics and the logs."""
+    """Everything one sync run did, for the SNS message, the metrics and the logs.
+
+    ``results`` are the tags worth naming; ``counts`` the tags checked per (rule prefix, outcome), as
+    the run's counters hold them (a fan-out run stores no plain fresh result, only counts it). Empty
+    ``counts``: every tag checked is in ``results`` (a local run, a test), and they are counted."""
 
     run_id: str
     started_at: datetime
@@ -259,9 +269,30 @@ class RunReport:
     errors: tuple[str, ...] = ()  # run-level problems (a rule whose discovery failed, ...)
     region: str = ""
     account_id: str = ""
+    counts: Mapping[tuple[str, Outcome], int] = field(default_factory=dict)
 
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for r in self.results if r.outcome is outcome)
+    @property
+    def tallies(self) -> Mapping[tuple[str, Outcome], int]:
+        """Tags checked per (rule prefix, outcome): ``counts``, else counted from ``results``."""
+        if self.counts:
+            return self.counts
+        return Counter((r.rule_prefix, r.outcome) for r in self.results)
+
+    def count(self, outcome: Outcome, *, rule_prefix: str | None = None) -> int:
+        return sum(
+            n
+            for (rule, o), n in self.tallies.items()
+            if o is outcome and (rule_prefix is None or rule == rule_prefix)
+        )
+
+    @property
+    def tags_checked(self) -> int:
+        return sum(self.tallies.values())
+
+    @property
+    def rule_prefixes(self) -> frozenset[str]:
+        """The rules the run checked tags under."""
+        return frozenset(rule for rule, _ in self.tallies)
 
     @property
     def notable(self) -> bool:

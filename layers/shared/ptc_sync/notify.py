@@ -15,9 +15,9 @@ from ptc_sync.models import RunReport
 from ptc_sync.report import (
     MAX_LINES_PER_SECTION,
     MessageAttribute,
-    ReportKind,
+    PublishDecision,
     build_notification,
-    should_publish,
+    decide_publish,
 )
 
 if TYPE_CHECKING:
@@ -28,12 +28,9 @@ if TYPE_CHECKING:
 
 
 class Notifier(Protocol):
-    def publish(
-        self, report: RunReport, *, worth_it: bool | None = None, kind: ReportKind = ReportKind.RUN
-    ) -> str | None:
-        """Publish the run's report; the message id, or None when the run was not worth a message.
-        ``worth_it`` overrides that judgement (the fan-out decides it from the run state's alerts);
-        ``ReportKind.FIRST_RUN`` is always published ("watching N tags under M rules")."""
+    def publish(self, report: RunReport, decision: PublishDecision | None = None) -> str | None:
+        """Publish the run's report; the message id, or None when ``decision`` (``report.decide_publish``,
+        asked here when the caller did not) says the run is not worth a message."""
         ...
 
 
@@ -60,18 +57,12 @@ class SnsNotifier:
         self._always = always
         self._max_lines_per_section = max_lines_per_section
 
-    def publish(
-        self, report: RunReport, *, worth_it: bool | None = None, kind: ReportKind = ReportKind.RUN
-    ) -> str | None:
-        decided = (
-            should_publish(report, self._always, kind)
-            if worth_it is None
-            else worth_it or self._always or kind is ReportKind.FIRST_RUN
-        )
-        if not decided:
+    def publish(self, report: RunReport, decision: PublishDecision | None = None) -> str | None:
+        decision = decision or decide_publish(report, notify_always=self._always)
+        if not decision.publish:
             return None
         notification = build_notification(
-            report, max_lines_per_section=self._max_lines_per_section, kind=kind
+            report, max_lines_per_section=self._max_lines_per_section, kind=decision.kind
         )
         try:
             response = self._client.publish(

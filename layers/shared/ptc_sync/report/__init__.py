@@ -1,7 +1,8 @@
 """The per-run report: what a run did, told in the SNS message (an AWS Chatbot custom notification),
 in email and, read back, by the chat notifier. Pure: no I/O.
 
-- ``model``: what the report says (publish or not, kind, tone, headline, title, subject, sections);
+- ``model``: what the report says (``decide_publish``: publish or not, which kind, why; tone, headline,
+  title, subject, sections);
 - ``text``: the renderers (chat markdown description, plain-text email, next steps, escaping);
 - ``message``: the SNS message (Chatbot JSON content and metadata, attributes, ``build_notification``);
 - ``parse``: the description read back (``parse_description``).
@@ -40,15 +41,15 @@ from ptc_sync.report.model import (
     MAX_REASON_CHARS,
     MAX_RELATED_RESOURCES,
     MAX_SUBJECT_CHARS,
-    RECOVERED,
     RUN_ERROR_KIND,
     SERVICE,
+    PublishDecision,
     ReportKind,
     Tone,
+    decide_publish,
     headline,
     is_recovery,
     notable_kinds,
-    should_publish,
     subject,
     title,
     tone_of,
@@ -76,7 +77,6 @@ __all__ = [
     "MAX_REASON_CHARS",
     "MAX_RELATED_RESOURCES",
     "MAX_SUBJECT_CHARS",
-    "RECOVERED",
     "RUN_ERROR_KIND",
     "SERVICE",
     "ChatContent",
@@ -86,12 +86,14 @@ __all__ = [
     "MessageAttribute",
     "Notification",
     "ParsedDescription",
+    "PublishDecision",
     "ReportKind",
     "RepositoryRef",
     "Tone",
     "additional_context",
     "build_notification",
     "chat_notification",
+    "decide_publish",
     "description",
     "email_text",
     "escape",
@@ -107,7 +109,6 @@ __all__ = [
     "parse_repository_arn",
     "related_resources",
     "repository_arn",
-    "should_publish",
     "subject",
     "tag_line",
     "thread_id",

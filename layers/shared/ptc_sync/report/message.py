@@ -197,7 +197,7 @@ def additional_context(report: RunReport, *, kind: ReportKind = ReportKind.RUN) 
         "dryRun": _bool(report.dry_run),
         "startedAt": report.started_at.isoformat(),
         "finishedAt": report.finished_at.isoformat(),
-        "tagsChecked": str(len(report.results)),
+        "tagsChecked": str(report.tags_checked),
     }
     if report.account_id:
         context["account"] = report.account_id

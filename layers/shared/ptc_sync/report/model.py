@@ -44,10 +44,36 @@ class ReportKind(StrEnum):
     FIRST_RUN = "first_run"  # the first run after a deploy: "watching N tags under M rules"
 
 
-def should_publish(report: RunReport, always: bool, kind: ReportKind = ReportKind.RUN) -> bool:
-    """True when the run did something worth telling (any non-fresh, non-skipped tag, any run error),
-    and always for the first run after a deploy."""
-    return always or kind is ReportKind.FIRST_RUN or report.notable
+@dataclass(frozen=True, slots=True)
+class PublishDecision:
+    """Whether a run's report is sent, as which kind, and why (the "run complete" log line says it)."""
+
+    publish: bool
+    kind: ReportKind
+    why: str
+
+
+def decide_publish(report: RunReport, *, notify_always: bool) -> PublishDecision:
+    """The one rule of what a run tells: its news (results the run state judged news:
+    ``state.policy.judged``) and run errors; the first run after a deploy ("watching N tags under M
+    rules") when every tag it checked was seen for the first time; everything with ``notify_always``."""
+    news = sum(1 for result in report.results if result.news)
+    if news or report.errors:
+        why = ", ".join(
+            part
+            for part in (
+                f"{news} {_plural('tag', news)} with news" if news else "",
+                f"{len(report.errors)} run {_plural('error', len(report.errors))}" if report.errors else "",
+            )
+            if part
+        )
+        return PublishDecision(True, ReportKind.RUN, why)
+    first_seen = sum(1 for result in report.results if result.first_seen)
+    if first_seen and first_seen == report.tags_checked:
+        return PublishDecision(True, ReportKind.FIRST_RUN, "first run after a deploy: every tag seen first")
+    if notify_always:
+        return PublishDecision(True, ReportKind.RUN, "no news; PTC_NOTIFY_ALWAYS")
+    return PublishDecision(False, ReportKind.RUN, "no news")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +83,9 @@ class _Phrase:
     counts_tags: bool = True  # reads as "N tags <text>"
 
 
-RECOVERED: Final = "recovered"  # TagResult.details key: "true" on a fresh tag whose failure ended
-
-
 def is_recovery(result: TagResult) -> bool:
     """A fresh result that ends a failure the run state alerted on (worth telling, unlike fresh)."""
-    return result.outcome is Outcome.FRESH and result.details.get(RECOVERED) == "true"
+    return result.outcome is Outcome.FRESH and result.recovered
 
 
 def _phrases(report: RunReport) -> list[_Phrase]:
@@ -107,7 +130,7 @@ def _plural(noun: str, count: int) -> str:
 
 
 def _quiet_phrase(report: RunReport) -> str:
-    checked = len(report.results)
+    checked = report.tags_checked
     return f"{checked} {_plural('tag', checked)} checked, nothing to refresh"
 
 
@@ -116,8 +139,8 @@ def _service_label(report: RunReport) -> str:
 
 
 def _watching_phrase(report: RunReport) -> str:
-    tags = len(report.results)
-    rules = len({result.rule_prefix for result in report.results})
+    tags = report.tags_checked
+    rules = len(report.rule_prefixes)
     return f"watching {tags} {_plural('tag', tags)} under {rules} {_plural('rule', rules)}"
 
 
@@ -238,4 +261,4 @@ def notable_kinds(report: RunReport) -> list[str]:
 def _rule_prefixes(report: RunReport) -> list[str]:
     """The rules this message is about: those with notable tags, else (a quiet run) every rule checked."""
     notable = {result.rule_prefix for result in report.results if result.outcome.notable}
-    return sorted(notable or {result.rule_prefix for result in report.results})
+    return sorted(notable or report.rule_prefixes)

@@ -187,9 +187,9 @@ def description(
 
 
 def _run_summary(report: RunReport, kind: ReportKind = ReportKind.RUN) -> str:
-    checked = len(report.results)
+    checked = report.tags_checked
     fresh = report.count(Outcome.FRESH)
-    rules = len({result.rule_prefix for result in report.results})
+    rules = len(report.rule_prefixes)
     seconds = max(0, round((report.finished_at - report.started_at).total_seconds()))
     summary = (
         f"Checked {checked} {_plural('tag', checked)} ({fresh} fresh) "

@@ -168,12 +168,15 @@ def _tag_state_values(state: TagState) -> dict[str, AttributeValueTypeDef | None
 
 
 def _stored(result: TagResult) -> bool:
-    """Fresh results are only counted, unless they tell of a recovery (``details.recovered``) or of
-    a tag seen for the first time (``details.first_seen``: once per tag, what the first-run message
-    after a deploy counts)."""
-    if result.outcome is not Outcome.FRESH:
-        return True
-    return result.details.get("recovered") == "true" or result.details.get("first_seen") == "true"
+    """Fresh results are only counted, unless they tell of a recovery (``recovered``) or of a tag
+    seen for the first time (``first_seen``: once per tag, what the first-run message after a
+    deploy counts)."""
+    return result.outcome is not Outcome.FRESH or result.recovered or result.first_seen
+
+
+# the judgement of a stored result (``state.policy.judged``): attribute → TagResult field, written
+# only when true (an item without them reads back False, as items stored before them did)
+_FLAGS: Final = {"news": "news", "recovered": "recovered", "firstSeen": "first_seen"}
 
 
 def _result_item(run_id: str, result: TagResult, recorded_at: datetime, expires_at: int) -> Item:
@@ -199,6 +202,9 @@ def _result_item(run_id: str, result: TagResult, recorded_at: datetime, expires_
         item["staleSince"] = {"S": iso(result.stale_since)}
     if result.details:
         item["details"] = {"M": {k: {"S": v} for k, v in result.details.items()}}
+    for attribute, name in _FLAGS.items():
+        if getattr(result, name):
+            item[attribute] = {"BOOL": True}
     if result.outcome in HISTORY_OUTCOMES:
         item[CHANGE_DAY] = {"S": recorded_at.astimezone(UTC).date().isoformat()}
         item[CHANGED_AT] = {"S": iso(recorded_at)}
@@ -219,7 +225,14 @@ def _result_from(item: Item) -> TagResult:
         reason=_str(item, "reason") or "",
         stale_since=_time(item, "staleSince"),
         details={k: v["S"] for k, v in details.items()},
+        news=_flag(item, "news"),
+        recovered=_flag(item, "recovered"),
+        first_seen=_flag(item, "firstSeen"),
     )
+
+
+def _flag(item: Item, name: str) -> bool:
+    return bool(item.get(name, {}).get("BOOL", False))
 
 
 def _progress_from(run_id: str, item: Item) -> RunProgress:

@@ -12,7 +12,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 from ptc_sync.models import (
-    Outcome,
     TagResult,
 )
 from ptc_sync.state.codec import (
@@ -229,11 +228,11 @@ class RunLedgerTable(StateTable):
         return _progress_from(run_id, item) if item is not None else None
 
     def run_results(self, run_id: str) -> list[TagResult]:
-        """Every result of the run, for its RunReport: the stored ones, plus one nameless FRESH result
-        (with its rule prefix) per fresh tag counted, so counts, per-rule metrics and "tags checked"
-        add up. Complete once ``record_results`` returned True: results are stored before counted.
+        """The stored results of the run: every one but the plain fresh ones, which only its counters
+        hold (``run_progress(...).counts``: what the RunReport's ``counts`` carry). Complete once
+        ``record_results`` returned True: results are stored before counted.
         """
-        results = [
+        return [
             _result_from(item)
             for item in self._query(
                 {
@@ -244,14 +243,6 @@ class RunLedgerTable(StateTable):
                 }
             )
         ]
-        progress = self.run_progress(run_id)
-        if progress is not None:
-            stored_fresh = Counter(r.rule_prefix for r in results if r.outcome is Outcome.FRESH)
-            for (rule, outcome), count in sorted(progress.counts.items()):
-                if outcome is Outcome.FRESH:
-                    unnamed = count - stored_fresh[rule]
-                    results.extend(TagResult("", "", rule, Outcome.FRESH) for _ in range(unnamed))
-        return results
 
     # -- history -------------------------------------------------------------------------------------
 

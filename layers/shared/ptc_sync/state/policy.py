@@ -16,6 +16,7 @@ from ptc_sync.models import (
     INCONCLUSIVE_OUTCOMES,
     MATCHES_OUTCOMES,
     STILL_DIFFERS_OUTCOMES,
+    WARNING_OUTCOMES,
     Outcome,
     TagResult,
 )
@@ -80,6 +81,26 @@ def should_alert(previous: TagState | None, result: TagResult) -> bool:
     if result.outcome in MATCHES_OUTCOMES:
         return failing_was_told
     return False
+
+
+def judged(result: TagResult, update: TagUpdate, *, scheduled: bool) -> TagResult:
+    """The result with what the run state makes of it: the one rule of a tag's news.
+
+    News is an alert (the first failure, the recovery: ``should_alert``), a refresh, or a warning
+    outcome (stale, missing upstream, immutable, rate limited) the tag did not show before.
+    ``recovered``: a fresh result ending an alerted failure. ``first_seen``: a scheduled check of a
+    tag the state did not know (a scheduled run of only such tags is the first after a deploy)."""
+    previous = update.previous
+    changed = result.outcome in WARNING_OUTCOMES and (
+        previous is None or previous.outcome is not result.outcome
+    )
+    return replace(
+        result,
+        stale_since=update.current.stale_since or result.stale_since,
+        news=update.alert or result.outcome is Outcome.REFRESHED or changed,
+        recovered=update.alert and result.outcome is Outcome.FRESH,
+        first_seen=previous is None and scheduled,
+    )
 
 
 def in_cooldown(state: TagState | None, now: datetime, cooldown: timedelta) -> bool:
