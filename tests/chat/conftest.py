@@ -20,6 +20,7 @@ from ptc_sync.chat.notifier import ChatNotifier
 from ptc_sync.chat.poster import RetryPolicy
 from ptc_sync.chat.settings import ChatSettings
 from ptc_sync.chat.webhooks import Channel
+from testbed.runtime import FakeClock
 from tests.chat.sample import DASHBOARD_URL, TOPIC_ARN
 
 # Real-looking webhook URLs; the trailing tokens are what must never leak into logs or errors.
@@ -146,21 +147,6 @@ def webhook_server() -> Iterator[WebhookServer]:
         server.stop()
 
 
-class FakeClock:
-    """``sleep`` records the wait and moves ``monotonic`` on; nothing really sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -217,14 +203,3 @@ def chat(webhook_server: WebhookServer, clock: FakeClock) -> Iterator[ChatSandbo
             yield sandbox
         finally:
             wiring.set_notifier(None)
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "ptc-sync-ChatNotifierFunction"
-    memory_limit_in_mb: int = 128
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:ptc-sync-ChatNotifierFunction"
-    aws_request_id: str = "0c6f3a52-0000-4000-8000-000000000002"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 180_000

@@ -22,11 +22,11 @@ from ptc_sync.registry import RegistryClient, RetryPolicy
 from ptc_sync.registry.errors import RegistryError
 from ptc_sync.report import build_notification
 from testbed.fault_server import FaultServer, Recorded, Reply, json_reply
-from tests.chat.conftest import ChatSandbox, FakeLambdaContext
+from testbed.runtime import FakeClock, FakeContext
+from tests.chat.conftest import ChatSandbox
 from tests.chat.reports import run
 from tests.chat.sample import sns_event
 from tests.conftest import load_handler
-from tests.registry.conftest import FakeClock
 
 HUB = "registry-1.docker.io"
 HUB_AUTH = "auth.docker.io"
@@ -130,7 +130,7 @@ def test_an_echoing_token_endpoint_leaks_no_credential(
     logger.error("upstream error", extra={"reason": error.message, "raw": repr(error)})
     report = run(result, errors=(f"rule docker-hub: {error}",))
     notification = build_notification(report)
-    summary = notifier_handler(sns_event(notification.message), FakeLambdaContext())
+    summary = notifier_handler(sns_event(notification.message), FakeContext("ptc-sync-ChatNotifierFunction"))
     assert summary["status"] == "ok"
     posted = [request.body.decode() for request in chat.server.received]
     assert len(posted) == 4

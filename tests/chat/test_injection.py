@@ -13,9 +13,10 @@ from ptc_sync.chat import discord, googlechat, slack, teams
 from ptc_sync.chat.model import parse_report
 from ptc_sync.chat.settings import load_chat_settings
 from ptc_sync.models import Outcome, TagResult
-from ptc_sync.report import build_notification, chat_notification, parse_description
+from ptc_sync.report import STRUCTURED_KEY, build_notification, chat_notification, parse_description
 from ptc_sync.settings import SettingsError
-from tests.chat.conftest import ChatSandbox, FakeLambdaContext
+from testbed.runtime import FakeContext
+from tests.chat.conftest import ChatSandbox
 from tests.chat.reports import chat_report, run
 from tests.chat.sample import TOPIC_ARN, sample_event, sns_event
 from tests.conftest import load_handler
@@ -111,8 +112,11 @@ def test_teams_shows_no_link_but_its_own_console_links() -> None:
 def test_slack_fallback_text_and_google_chat_text_are_escaped_too() -> None:
     """A forged title and headline (the message's own fields) cannot ping in the notification text."""
     message = json.loads(build_notification(hostile_run()).message)
-    message["content"]["title"] = ":warning: <!channel> ptc-sync"
-    message["metadata"]["summary"] = "ptc-sync: <users/all> [x](https://evil.example) \u202eok"
+    context = message["metadata"]["additionalContext"]
+    structured = json.loads(context[STRUCTURED_KEY])
+    structured["title"] = ":warning: <!channel> ptc-sync"
+    structured["headline"] = "ptc-sync: <users/all> [x](https://evil.example) \u202eok"
+    context[STRUCTURED_KEY] = json.dumps(structured)
     report = parse_report(json.dumps(message))
 
     assert slack.payload(report)["text"] == ":warning: &lt;!channel&gt; ptc-sync"
@@ -123,7 +127,7 @@ def test_slack_fallback_text_and_google_chat_text_are_escaped_too() -> None:
 
 
 def replay(event: dict[str, Any]) -> dict[str, Any]:
-    return dict(handler(event, FakeLambdaContext()))
+    return dict(handler(event, FakeContext("ptc-sync-ChatNotifierFunction")))
 
 
 def test_a_message_from_another_topic_is_refused_and_logged(

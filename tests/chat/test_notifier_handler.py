@@ -14,13 +14,13 @@ from ptc_sync.chat.notifier import ChatDeliveryError
 from ptc_sync.chat.settings import load_chat_settings
 from ptc_sync.chat.webhooks import Channel
 from ptc_sync.settings import SettingsError
+from testbed.runtime import FakeContext
 from tests.chat.conftest import (
     DASHBOARD_URL,
     PATHS,
     SECRET_TOKENS,
     WEBHOOK_URLS,
     ChatSandbox,
-    FakeLambdaContext,
     Reply,
 )
 from tests.chat.sample import EVENT_PATH, MESSAGE_ID, TOPIC_ARN, sample_event, sns_event
@@ -31,7 +31,9 @@ handler = load_handler("notifier").lambda_handler
 
 
 def replay(event: dict[str, Any] | None = None) -> dict[str, Any]:
-    return dict(handler(event or json.loads(EVENT_PATH.read_text()), FakeLambdaContext()))
+    return dict(
+        handler(event or json.loads(EVENT_PATH.read_text()), FakeContext("ptc-sync-ChatNotifierFunction"))
+    )
 
 
 def emf(out: str) -> list[dict[str, Any]]:

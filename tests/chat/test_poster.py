@@ -11,7 +11,8 @@ from urllib3.exceptions import ConnectTimeoutError
 
 from ptc_sync.chat.poster import RetryPolicy, WebhookPoster
 from ptc_sync.chat.webhooks import Channel, Webhook, validate_webhook
-from tests.chat.conftest import PATHS, SECRET_TOKENS, WEBHOOK_URLS, FakeClock, Reply, WebhookServer, overrides
+from testbed.runtime import FakeClock
+from tests.chat.conftest import PATHS, SECRET_TOKENS, WEBHOOK_URLS, Reply, WebhookServer, overrides
 
 PAYLOAD = {"text": "ptc-sync: 1 tag refreshed"}
 
