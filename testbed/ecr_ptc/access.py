@@ -12,7 +12,9 @@ moto answers every ``sts:AssumeRole`` and every ``GetAuthorizationToken`` and ch
   perform: sts:AssumeRole on resource: …"; documented: IAM user guide, troubleshoot_roles). A service
   principal (``pullthroughcache.ecr.amazonaws.com``) never matches a caller: a rule's ``customRoleArn``,
   whose documented trust names only ECR's service, cannot be assumed by ptc-sync (``create_role``
-  builds such a role for tests).
+  builds such a role for tests). The other way round, ECR's own import through an ``ecr`` rule needs
+  its ``customRoleArn`` to trust that service principal (``ecr_service_refusal``, used by ``pulls``:
+  otherwise the pull fails UpstreamAccessDenied).
 - **Tokens.** ``GetAuthorizationToken`` issues a token bound to the caller (``AWS:<password>``, the
   password unique per call), as real tokens are: they carry the caller's identity to the registry.
 - **The upstream registry.** ``gate(host, registry_url)`` serves an ECR registry's HTTP API on loopback
@@ -114,6 +116,33 @@ def caller_of(access_key: str, default_account: str) -> tuple[set[str], str]:
             if user is not None:
                 return {user.arn}, user.arn.split(":")[4]
     return {f"arn:aws:iam::{default_account}:user/moto"}, default_account
+
+
+def ecr_service_refusal(kind: str, role_arn: str | None) -> str:
+    """Why ECR itself cannot import through an ``ecr`` rule's ``customRoleArn`` ('' when it can): while
+    an AccessEmulation is installed, the role must exist and trust ECR's service principal
+    (documented: pull-through-cache-private.html). Without one installed, nothing is checked."""
+    if AccessEmulation._installed is None or kind != "ecr" or not role_arn:
+        return ""
+    try:
+        role = iam_backends[role_arn.split(":")[4]]["global"].get_role_by_arn(role_arn)
+        statements = _statements(role.assume_role_policy_document)
+    except Exception:  # moto's NotFoundException, an ARN of no account
+        return f"ECR could not assume customRoleArn {role_arn}: no such role"
+    for st in statements:
+        services = (
+            st.get("Principal", {}).get("Service", []) if isinstance(st.get("Principal"), Mapping) else []
+        )
+        if (
+            st.get("Effect") == "Allow"
+            and ECR_SERVICE_PRINCIPAL in _as_list(services)
+            and _action_matches(st.get("Action", []), "sts:AssumeRole")
+        ):
+            return ""
+    return (
+        f"ECR could not assume customRoleArn {role_arn}: its trust policy does not name "
+        f"{ECR_SERVICE_PRINCIPAL}"
+    )
 
 
 class AccessEmulation:

@@ -39,6 +39,7 @@ from moto.ecr.exceptions import (
 from moto.ecr.models import Image, Repository, ecr_backends
 
 from ptc_sync import mediatypes as mt
+from testbed.ecr_ptc.access import ecr_service_refusal
 from testbed.ecr_ptc.api import (
     EmulatedEcrError,
     _Call,
@@ -158,6 +159,9 @@ class PullsMixin(RulesMixin, EventsMixin, FaultsMixin, StoreMixin, PullTimeMixin
                     f"{rule.upstream_url} answered 403 Forbidden for '{upstream}': official images "
                     f"are library/{upstream}",
                 )
+            refusal = ecr_service_refusal(rule.upstream_registry, rule.custom_role_arn)
+            if refusal:
+                raise _UpstreamError("UpstreamAccessDenied", refusal)
             client = _UpstreamClient(self, rule.upstream_url, self._credentials(rule))
             fetched = client.manifest(upstream, tag)
             if fetched.media_type in mt.INDEX_TYPES:

@@ -240,3 +240,25 @@ def test_the_refusal_is_remembered_for_failure_ttl(testbed: Bed) -> None:
     with pytest.raises(UpstreamRoleTrustError):
         provider.credentials_for(ref)
     assert len(testbed.access.refused) == 2
+
+
+def test_ecr_imports_only_through_a_rule_role_that_trusts_its_service(testbed: Bed, unique_repo: str) -> None:
+    """Emulated fact (pull-through-cache-private.html): ECR assumes the rule's customRoleArn, whose
+    trust must name pullthroughcache.ecr.amazonaws.com; a role trusting only ptc-sync's checker lets
+    ptc-sync in, not ECR, and the first pull fails UpstreamAccessDenied."""
+    wrong = f"arn:aws:iam::{ACCOUNT}:role/trusts-the-checker-only"
+    testbed.access.create_role(wrong, [CHECKER_ROLE])
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.create_pull_through_cache_rule(
+        ecrRepositoryPrefix="ecr-wrong",
+        upstreamRegistryUrl=CROSS_HOST,
+        upstreamRegistry="ecr",
+        customRoleArn=wrong,
+    )
+    testbed.pusher.push_image(unique_repo, "1", layers=1)
+    out = ecr.batch_get_image(repositoryName=f"ecr-wrong/{unique_repo}", imageIds=[{"imageTag": "1"}])
+    assert out["images"] == []
+    assert [f["failureCode"] for f in out["failures"]] == ["UpstreamAccessDenied"]
+    assert ECR_SERVICE_PRINCIPAL in out["failures"][0]["failureReason"]
+    # the stack's rule, whose role trusts the service, imports (the fixture's RULE_ROLE)
+    assert testbed.cache("ecr-up", unique_repo, ("1",))
