@@ -1,14 +1,20 @@
-"""The notifier reads the sync's Chatbot message back: report.py's description grammar, ARNs and tone."""
+"""The description grammar read back (parse_description), ARNs and tone; and the structured report the
+notifier reads instead of the markdown."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from ptc_sync.chat.model import ReportFormatError, parse_report
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.report import (
+    STRUCTURED_KEY,
     DescriptionSection,
     RepositoryRef,
     Tone,
+    build_notification,
     description,
     line_weight,
     parse_description,
@@ -107,3 +113,25 @@ def test_title_tone_reads_back(outcome: Outcome, tone: Tone) -> None:
 def test_a_title_without_a_known_emoji_has_no_tone() -> None:
     assert tone_of(":tada: something") is None
     assert tone_of("") is None
+
+
+def test_the_notifier_reads_the_structured_report_not_the_markdown() -> None:
+    """The chat notifier's report comes from ``additionalContext.report``: the description is for
+    Chatbot only (emptied, nothing changes), and the sections are the description's, line for line."""
+    message = json.loads(build_notification(sample_report()).message)
+    from_structured = parse_report(json.dumps(message))
+    message["content"]["description"] = ""
+    message["content"]["nextSteps"] = []
+    assert parse_report(json.dumps(message)) == from_structured
+    described = parse_description(description(sample_report()))
+    assert [(s.heading, s.total, s.lines, s.hidden) for s in from_structured.sections] == [
+        (s.heading, s.total, s.lines, s.hidden) for s in described.sections
+    ]
+    assert from_structured.tone is Tone.ATTENTION
+
+
+def test_a_message_without_the_structured_report_is_not_posted() -> None:
+    message = json.loads(build_notification(sample_report()).message)
+    del message["metadata"]["additionalContext"][STRUCTURED_KEY]
+    with pytest.raises(ReportFormatError, match="no structured report"):
+        parse_report(json.dumps(message))

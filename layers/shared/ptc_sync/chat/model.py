@@ -1,17 +1,15 @@
-"""What a chat message says, read back from the SNS message the sync published (pure).
+"""What a chat message says, as the sync published it in the SNS message (pure).
 
 The sync publishes one AWS Chatbot custom notification per run (``ptc_sync.report``). The notifier
-renders that same JSON for webhooks instead of asking the sync for a second format:
+does not read its markdown back: the same message carries the report structured, as JSON in
+``metadata.additionalContext["report"]`` (``report.structured_report``: tone, title, headline,
+summary, sections with their lines, weights and hidden counts, next steps). Beside it:
 
-- ``metadata.summary`` is the plain-text headline (``ptc-sync: 3 tags refreshed, 1 failed``);
-- ``content.title`` opens with the run's Tone (``report.tone_of``);
-- ``content.description`` is read with ``report.parse_description``: the run summary, then each
-  section's heading, total, lines (one per tag, already bounded) and how many the sync left out;
-- ``content.nextSteps`` are plain sentences;
 - ``metadata.relatedResources`` are the ARNs of the repositories with notable tags (console links);
 - ``metadata.additionalContext`` holds the run facts (run id, dry run, region, account, finish time).
 
-Nothing new is added to the SNS message: everything a webhook message shows is already in it.
+A message without the structured report (another publisher's, or a ptc-sync's from before it) is
+not a run report the notifier posts.
 
 Every text read here passes ``ptc_sync.redact`` again (defence in depth: what the sync published
 was redacted already) and has its markdown links broken apart and its control and bidi characters
@@ -31,14 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ptc_sync.redact import defang_links, redact
 from ptc_sync.report import (
     EVENT_TYPE,
+    STRUCTURED_KEY,
+    STRUCTURED_VERSION,
     DescriptionSection,
     RepositoryRef,
     Tone,
-    line_weight,
-    parse_description,
     parse_repository_arn,
-    tone_of,
-    unescape,
 )
 
 MORE_MARK: Final = "…"
@@ -74,6 +70,30 @@ class _Metadata(BaseModel):
     eventType: str = ""
     relatedResources: list[str] = Field(default_factory=list)
     additionalContext: dict[str, str] = Field(default_factory=dict)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    heading: str
+    total: int = Field(ge=0)
+    lines: list[str] = Field(default_factory=list)
+    weights: list[int] = Field(default_factory=list)
+    hidden: int = Field(default=0, ge=0)
+
+
+class _Structured(BaseModel):
+    """``report.StructuredReport``, validated."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: Literal[1]
+    tone: Tone | None = None
+    title: str
+    headline: str
+    summary: str = ""
+    sections: list[_Section] = Field(default_factory=list)
+    nextSteps: list[str] = Field(default_factory=list)
 
 
 class _Notification(BaseModel):
@@ -156,7 +176,7 @@ def shown_sections(report: ChatReport, detail: Detail) -> list[Shown]:
     shown = []
     for section in report.sections:
         lines = section.lines[: detail.lines_per_section]
-        dropped = sum(line_weight(line) for line in section.lines[len(lines) :])
+        dropped = sum(section.weight(index) for index in range(len(lines), len(section.lines)))
         shown.append(Shown(section.heading, section.total, lines, section.hidden + dropped))
     return shown
 
@@ -193,6 +213,17 @@ def _safe_section(section: DescriptionSection) -> DescriptionSection:
 MAX_PROBLEMS: Final = 10  # a refusal names this many validation problems at most
 
 
+def _problems(exc: ValidationError) -> str:
+    errors = exc.errors()
+    problems = "; ".join(
+        f"{('.'.join(str(part) for part in err['loc']) or 'message')[:64]}: {err['msg'][:200]}"
+        for err in errors[:MAX_PROBLEMS]
+    )
+    if len(errors) > MAX_PROBLEMS:
+        problems += f"; and {len(errors) - MAX_PROBLEMS} more problems"
+    return problems
+
+
 def parse_report(message: str, *, dashboard_url: str | None = None) -> ChatReport:
     """Read one SNS message body; ReportFormatError when it is not a ptc-sync run report."""
     try:
@@ -202,30 +233,39 @@ def parse_report(message: str, *, dashboard_url: str | None = None) -> ChatRepor
     except RecursionError:
         raise ReportFormatError("the SNS message is not JSON a report could be (nested too deeply)") from None
     except ValidationError as exc:
-        errors = exc.errors()
-        problems = "; ".join(
-            f"{('.'.join(str(part) for part in err['loc']) or 'message')[:64]}: {err['msg'][:200]}"
-            for err in errors[:MAX_PROBLEMS]
-        )
-        if len(errors) > MAX_PROBLEMS:
-            problems += f"; and {len(errors) - MAX_PROBLEMS} more problems"
-        raise ReportFormatError(f"not an AWS Chatbot custom notification: {problems}") from None
+        raise ReportFormatError(f"not an AWS Chatbot custom notification: {_problems(exc)}") from None
     metadata = notification.metadata
     if metadata.eventType != EVENT_TYPE:
         raise ReportFormatError(f"eventType is {metadata.eventType[:80]!r}, not {EVENT_TYPE!r}")
-    content = notification.content
-    tone = tone_of(content.title)
-    headline = metadata.summary or (content.title.split(" ", 1)[-1] if tone else content.title)
-    parsed = parse_description(content.description)
     context = metadata.additionalContext
+    if STRUCTURED_KEY not in context:
+        raise ReportFormatError(f"additionalContext.{STRUCTURED_KEY}: missing (no structured report)")
+    try:
+        report = _Structured.model_validate_json(context[STRUCTURED_KEY])
+    except ValidationError as exc:
+        problems = _problems(exc)
+        if f"version: Input should be {STRUCTURED_VERSION}" in problems:
+            problems = f"version: not {STRUCTURED_VERSION}"
+        raise ReportFormatError(f"additionalContext.{STRUCTURED_KEY}: {problems}") from None
     repositories = [parse_repository_arn(arn) for arn in metadata.relatedResources]
     return ChatReport(
-        title=safe_text(content.title),
-        headline=safe_text(headline),
-        tone=tone,
-        summary=safe_text(parsed.summary),
-        sections=tuple(map(_safe_section, parsed.sections)),
-        next_steps=tuple(safe_text(unescape(step)) for step in content.nextSteps),
+        title=safe_text(report.title),
+        headline=safe_text(report.headline),
+        tone=report.tone,
+        summary=safe_text(report.summary),
+        sections=tuple(
+            _safe_section(
+                DescriptionSection(
+                    section.heading,
+                    section.total,
+                    tuple(section.lines),
+                    section.hidden,
+                    tuple(section.weights),
+                )
+            )
+            for section in report.sections
+        ),
+        next_steps=tuple(safe_text(step) for step in report.nextSteps),
         repositories=tuple(Link(ref.name, ecr_console_url(ref)) for ref in repositories if ref is not None),
         dashboard=Link("CloudWatch dashboard", dashboard_url) if dashboard_url else None,
         run_id=safe_text(context.get("runId", "")),

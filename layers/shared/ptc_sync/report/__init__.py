@@ -1,11 +1,12 @@
 """The per-run report: what a run did, told in the SNS message (an AWS Chatbot custom notification),
-in email and, read back, by the chat notifier. Pure: no I/O.
+in email and, structured, by the chat notifier. Pure: no I/O.
 
 - ``model``: what the report says (``decide_publish``: publish or not, which kind, why; tone, headline,
   title, subject, sections);
 - ``text``: the renderers (chat markdown description, plain-text email, next steps, escaping);
-- ``message``: the SNS message (Chatbot JSON content and metadata, attributes, ``build_notification``);
-- ``parse``: the description read back (``parse_description``).
+- ``message``: the SNS message (Chatbot JSON content and metadata, attributes, ``build_notification``)
+  and the structured report the chat notifier reads in it (``structured_report``);
+- ``parse``: the description read back (``parse_description``), for readers other than the notifier.
 
 ``ReportKind.FIRST_RUN`` is the first run after a deploy: always published, it says how many tags
 ptc-sync now watches under how many rules, so a new user sees it work on a fleet that is all fresh.
@@ -13,6 +14,8 @@ Every name is importable from ``ptc_sync.report`` as before.
 """
 
 from ptc_sync.report.message import (
+    STRUCTURED_KEY,
+    STRUCTURED_VERSION,
     ChatContent,
     ChatMetadata,
     ChatNotification,
@@ -27,6 +30,7 @@ from ptc_sync.report.message import (
     parse_repository_arn,
     related_resources,
     repository_arn,
+    structured_report,
     thread_id,
 )
 from ptc_sync.report.model import (
@@ -79,6 +83,8 @@ __all__ = [
     "MAX_SUBJECT_CHARS",
     "RUN_ERROR_KIND",
     "SERVICE",
+    "STRUCTURED_KEY",
+    "STRUCTURED_VERSION",
     "ChatContent",
     "ChatMetadata",
     "ChatNotification",
@@ -109,6 +115,7 @@ __all__ = [
     "parse_repository_arn",
     "related_resources",
     "repository_arn",
+    "structured_report",
     "subject",
     "tag_line",
     "thread_id",

@@ -1,8 +1,16 @@
 """The per-run SNS message: an AWS Chatbot custom notification built from a RunReport (``chat_notification``:
 content and metadata), the plain-text email beside it, and the message attributes subscription filter
-policies read. Pure: no I/O. ``notify`` publishes what ``build_notification`` returns, with
-``MessageStructure=json``: the Chatbot JSON as ``default`` (what Chatbot, the chat notifier's Lambda
-subscription and queues receive) and the plain text as ``email``.
+policies read. Pure: no I/O.
+
+The chat notifier reads the report structured, not the markdown back: ``structured_report`` (tone,
+title, headline, summary, sections with their lines, weights and hidden counts, next steps; text
+unescaped) travels as JSON in ``metadata.additionalContext["report"]``. Chatbot's schema defines no
+top-level field of our own, and ``additionalContext`` is its map of customer-provided string keys and
+values (the documented place for data of our own), so the message stays a valid custom notification.
+
+``notify`` publishes what ``build_notification`` returns, with ``MessageStructure=json``: the Chatbot
+JSON as ``default`` (what Chatbot, the chat notifier's Lambda subscription and queues receive) and
+the plain text as ``email``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from ptc_sync.report.model import (
     RUN_ERROR_KIND,
     SERVICE,
     ReportKind,
+    _emoji,
     _rule_prefixes,
     headline,
     notable_kinds,
@@ -35,9 +44,66 @@ from ptc_sync.report.model import (
 from ptc_sync.report.text import (
     _MARKDOWN,
     _description,
+    chat_sections,
     email_text,
     next_steps,
+    unescape,
 )
+
+STRUCTURED_KEY: Final = "report"  # additionalContext key of ``structured_report``'s JSON
+STRUCTURED_VERSION: Final = 1
+
+
+class StructuredSection(TypedDict):
+    heading: str
+    total: int
+    lines: list[str]
+    weights: list[int]  # how many tags (or run errors) each line stands for
+    hidden: int  # left out of the lines
+
+
+class StructuredReport(TypedDict):
+    """What a chat message shows of a run, as data: nothing a reader has to parse back."""
+
+    version: int
+    kind: str
+    tone: str  # a Tone value
+    title: str
+    headline: str
+    summary: str
+    sections: list[StructuredSection]
+    nextSteps: list[str]
+
+
+def structured_report(
+    report: RunReport,
+    *,
+    max_lines_per_section: int = MAX_LINES_PER_SECTION,
+    kind: ReportKind = ReportKind.RUN,
+) -> StructuredReport:
+    """The report the chat notifier receives: the chat description's summary and sections (the same
+    lines, unescaped: each webhook builder escapes for its own dialect) and the next steps."""
+    summary, sections = chat_sections(report, max_lines_per_section=max_lines_per_section, kind=kind)
+    truncated = any(section.hidden for section in sections)
+    return {
+        "version": STRUCTURED_VERSION,
+        "kind": kind.value,
+        "tone": _emoji(report).value,
+        "title": title(report, kind=kind),
+        "headline": headline(report, kind=kind),
+        "summary": unescape(summary),
+        "sections": [
+            {
+                "heading": section.heading,
+                "total": section.total,
+                "lines": [unescape(line) for line in section.lines],
+                "weights": list(section.weights),
+                "hidden": section.hidden,
+            }
+            for section in sections
+        ],
+        "nextSteps": [unescape(step) for step in next_steps(report, truncated=truncated)],
+    }
 
 
 class ChatContent(TypedDict):
@@ -124,7 +190,14 @@ def chat_notification(
             "summary": headline(report, kind=kind),
             "eventType": EVENT_TYPE,
             "relatedResources": related_resources(report),
-            "additionalContext": additional_context(report, kind=kind),
+            "additionalContext": {
+                **additional_context(report, kind=kind),
+                STRUCTURED_KEY: json.dumps(
+                    structured_report(report, max_lines_per_section=max_lines_per_section, kind=kind),
+                    ensure_ascii=False,
+                    separators=(",", ":"),
+                ),
+            },
         },
     }
 

@@ -1,5 +1,7 @@
-"""The description read back (``parse_description``, the inverse of ``text.description``) for readers of
-the SNS message (the chat notifier): the grammar lives next to the writer.
+"""The description read back (``parse_description``, the inverse of ``text.description``) for other readers
+of the SNS message: the grammar lives next to the writer. The chat notifier does not parse it: it
+receives the report structured (``message.structured_report``) and keeps its sections as
+``DescriptionSection``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ class DescriptionSection:
     total: int
     lines: tuple[str, ...]
     hidden: int = 0
+    weights: tuple[int, ...] = ()  # how many tags (or errors) each line stands for; a line not named: 1
+
+    def weight(self, index: int) -> int:
+        return self.weights[index] if index < len(self.weights) else 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,9 +133,22 @@ def _more_line(hidden: int) -> str:
     return f"… and {hidden} more"
 
 
-def _fit(
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One block of a report as a message shows it: its heading and total, the lines kept (in the
+    dialect they were rendered in, without the bullet), how many tags (or errors) each stands for,
+    and how many were left out. What the chat notifier receives (``message.structured_report``)."""
+
+    heading: str
+    total: int
+    lines: tuple[str, ...]
+    weights: tuple[int, ...]
+    hidden: int = 0
+
+
+def _fitted(
     summary: str, blocks: Sequence[_Block], dialect: _Dialect, max_lines: int, limit: int
-) -> tuple[str, bool]:
+) -> tuple[list[Section], bool]:
     """The summary and every block's heading always; lines as the limit allows, a few of every block
     first, then more of the most urgent; "… and N more" (N tags or errors) where lines were left out.
     True when any were."""
@@ -153,15 +166,30 @@ def _fit(
                     break
                 shown[index] += 1
                 room -= len(line) + 1
+    sections = [
+        Section(
+            block.heading,
+            block.total,
+            tuple(line.removeprefix(dialect.bullet) for line in block.lines[:count]),
+            block.counts[:count],
+            block.total - sum(block.counts[:count]),
+        )
+        for block, count in zip(blocks, shown, strict=True)
+    ]
+    return sections, any(section.hidden for section in sections)
+
+
+def _fit(
+    summary: str, blocks: Sequence[_Block], dialect: _Dialect, max_lines: int, limit: int
+) -> tuple[str, bool]:
+    """The text of ``_fitted``'s sections, within ``limit`` characters."""
+    sections, truncated = _fitted(summary, blocks, dialect, max_lines, limit)
     texts = [summary]
-    truncated = False
-    for block, count in zip(blocks, shown, strict=True):
-        lines = list(block.lines[:count])
-        hidden = block.total - sum(block.counts[:count])
-        if hidden:
-            lines.append(_more_line(hidden))
-            truncated = True
-        texts.append("\n".join([dialect.heading(block.heading, block.total), *lines]))
+    for section in sections:
+        lines = [dialect.bullet + line for line in section.lines]
+        if section.hidden:
+            lines.append(_more_line(section.hidden))
+        texts.append("\n".join([dialect.heading(section.heading, section.total), *lines]))
     text = "\n\n".join(texts)
     if len(text) > limit:  # only a report with more blocks than any run has: keep whole blocks
         while len(texts) > 1 and len("\n\n".join(texts)) > limit:
@@ -174,6 +202,18 @@ def _description(
     report: RunReport, dialect: _Dialect, max_lines: int, limit: int, kind: ReportKind = ReportKind.RUN
 ) -> tuple[str, bool]:
     return _fit(_run_summary(report, kind), _blocks(report, dialect), dialect, max_lines, limit)
+
+
+def chat_sections(
+    report: RunReport,
+    *,
+    max_lines_per_section: int = MAX_LINES_PER_SECTION,
+    kind: ReportKind = ReportKind.RUN,
+) -> tuple[str, list[Section]]:
+    """The run summary and the sections the chat description shows (markdown lines, escaped)."""
+    summary = _run_summary(report, kind)
+    blocks = _blocks(report, _MARKDOWN)
+    return summary, _fitted(summary, blocks, _MARKDOWN, max_lines_per_section, MAX_DESCRIPTION_CHARS)[0]
 
 
 def description(
