@@ -341,9 +341,13 @@ def one_run(
     planner_s = time.perf_counter() - started
     planner_peak = tracemalloc.get_traced_memory()[1] / MB
     tracemalloc.stop()
-    if planned.get("status") != "planned" or planned["tags"] != total:
+    if planned.get("status") != "planned":
         raise SystemExit(f"planner: {planned}")
-    print(f"{name} run planner: {planner_s:.1f} s, {planned['messages']} messages, {planned['tags']} tags")
+    # the planner lists repositories (scan items); the checkers list the tags
+    print(
+        f"{name} run planner: {planner_s:.1f} s, {planned['messages']} messages, "
+        f"{planned.get('repositories', 0)} repositories, {planned['tags']} tags named"
+    )
     drained = drain(stack, planned["messages"], sink)
     upstream = proxy.stats()
     calls = {svc: counter.by_operation(svc) for svc in sorted({svc for _, svc, _ in counter.calls})}
@@ -365,8 +369,9 @@ def one_run(
     )
     state, _queue = app.fanout()
     progress = state.run_progress(planned["run_id"])
-    if progress is None or not progress.summarised or progress.done != total:
-        raise SystemExit(f"the {name} run did not complete: {progress}")
+    checked = sum(progress.counts.values()) if progress is not None else 0
+    if progress is None or not progress.summarised or progress.done != progress.expected or checked != total:
+        raise SystemExit(f"the {name} run did not complete ({checked} of {total} tags): {progress}")
     figures.fresh = progress.count(Outcome.FRESH)
     return figures
 

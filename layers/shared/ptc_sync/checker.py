@@ -200,9 +200,9 @@ class Checker:
         )
 
     def _scan(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
-        """A scheduled scan: each named repository repaired, then its tags in scope listed and
-        checked. Past MAX_SCAN_TARGETS tags the rest go on as check items of this run (the run
-        expects them before they are sent), so no invocation's share is unbounded."""
+        """A scheduled scan: each named repository's tags in scope listed, what a killed refresh left
+        undone repaired, the rest checked. Past MAX_SCAN_TARGETS tags the rest go on as check items
+        of this run (the run expects them before they are sent), so no share is unbounded."""
         rules = self.discovery.rules()
         results: list[TagResult] = []
         targets: list[Target] = []
@@ -210,16 +210,24 @@ class Checker:
         overflow: list[tuple[str, list[str]]] = []
         left_out = set(item.left_out)
         filtered = 0
+        # one query for every refresh under way (the journal holds only those), not one per repository
+        leases = self.journal.open_leases()
         for name in item.repositories:
             rule = rule_for_repository(rules, name)
-            repaired = self.repairer.sweep(name, rule.prefix if rule else "")
-            results.extend(repaired)
+            prefix = rule.prefix if rule else ""
+            mine = [lease for lease in leases if lease.repository == name]
             found = self.discovery.discover_repository(name, scoped=True)
             if found.gone is not None:  # removed (or its rule) since the plan: nothing left to check
+                results.extend(self.repairer.sweep(name, prefix, leases=mine) if mine else [])
                 logger.info("scanned repository gone", extra={"repository": name, "reason": str(found.gone)})
                 continue
             if found.errors and not found.targets:
                 raise RetryableError("; ".join(found.errors))
+            # discovery read the ledger if the repository holds any backup tag: an orphaned backup
+            # image is one, and a pending record with no image behind it has nothing to settle
+            records = [record for records in found.backups.values() for record in records]
+            repaired = self.repairer.sweep(name, prefix, leases=mine, backups=None if mine else records)
+            results.extend(repaired)
             filtered += len(found.skipped)  # outside the scope's filters: counted in the log, not stored
             done = {r.tag for r in repaired} | left_out
             keep = [t for t in found.targets if t.cached.tag not in done]

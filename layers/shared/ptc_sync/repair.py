@@ -19,7 +19,7 @@ the next run, and is reported as a failed refresh with the reason.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from aws_lambda_powertools import Logger
@@ -68,12 +68,23 @@ class Repairer:
             if lease.expired(now) and lease.phase is Phase.REMOVING
         ]
 
-    def sweep(self, repository: str, rule_prefix: str = "") -> list[TagResult]:
+    def sweep(
+        self,
+        repository: str,
+        rule_prefix: str = "",
+        *,
+        leases: Sequence[Lease] | None = None,
+        backups: Sequence[BackupRecord] | None = None,
+    ) -> list[TagResult]:
         """Repair ``repository``'s expired intents and orphaned pending backups: one result per tag
-        repaired (or whose repair failed). Errors reading the journal raise (the item is retried)."""
+        repaired (or whose repair failed). Errors reading the journal raise (the item is retried).
+
+        A scan passes what it has read already: ``leases``, the repository's open leases (from one
+        query of every lease), and ``backups``, its ledger records (read by discovery, which reads the
+        ledger whenever the repository holds a backup tag). None: read here."""
         now = self.now()
         results: list[TagResult] = []
-        open_leases = self.journal.open_leases(repository)
+        open_leases = list(self.journal.open_leases(repository) if leases is None else leases)
         for lease in open_leases:
             if not lease.expired(now):
                 continue
@@ -87,10 +98,9 @@ class Repairer:
             results.append(self._repair_intent(mine, rule_prefix))
         leased = {lease.tag for lease in open_leases if not lease.expired(now)}  # a live refresh's own
         repaired = {r.tag for r in results}
+        records = self.ledger.backups(repository) if backups is None or results else backups
         pending = [
-            b
-            for b in self.ledger.backups(repository)
-            if b.status is BackupStatus.PENDING and b.source_tag not in leased | repaired
+            b for b in records if b.status is BackupStatus.PENDING and b.source_tag not in leased | repaired
         ]
         results.extend(self._settle_pending(repository, pending, rule_prefix))
         return results
