@@ -25,6 +25,7 @@ help:
 	@echo "make bench       registry client benchmark"
 	@echo "make bench-sync  one scheduled run over 500 cached tags, 5% stale: time and calls"
 	@echo "make bench-scale the fan-out over 10,000 cached tags in 2,000 repositories: time, memory, requests"
+	@echo "make bench-planner the planner alone: 20,000 repositories at 30 ms per AWS call, wall time and memory"
 	@echo "make scan        cfn-lint and checkov (own venv) on template.yaml; suppressions live in Metadata"
 	@echo "make clean       remove the venv and build output"
 	@echo "make e2e         opt-in: deploy a throwaway stack to your AWS account, selftest, one sync, delete (docs/e2e.md)"
@@ -69,9 +70,12 @@ bench: $(STAMP) system-deps
 bench-sync: $(STAMP) system-deps
 	$(PY) -m bench.sync_run
 
-.PHONY: bench-scale
+.PHONY: bench-scale bench-planner
 bench-scale: $(STAMP) system-deps
 	$(PY) -m bench.scale
+# the planner alone: 20,000 repositories / 100,000 tags with 30 ms per AWS call (a stand-in for ECR)
+bench-planner: $(STAMP)
+	$(PY) -m bench.planner_scale
 
 # Policy-as-code scan of template.yaml: cfn-lint, then checkov in a venv of its own (checkov pins
 # boto3/botocore 1.35 and packaging 23, which aws-sam-cli and moto in .venv cannot share). Every

@@ -115,6 +115,9 @@ def _repository(raw: Any, rule: PullThroughCacheRule) -> CachedRepository:
     )
 
 
+DESCRIBE_REPOSITORIES_PAGE = 1000
+
+
 class EcrAdapter:
     """ECR calls for the caller's own registry (pull-through cache rules are per registry)."""
 
@@ -133,7 +136,10 @@ class EcrAdapter:
     def cached_repositories(self, rules: list[PullThroughCacheRule]) -> Iterator[CachedRepository]:
         """Every repository covered by one of ``rules``, with its tag mutability."""
         try:
-            pages = self.client.get_paginator("describe_repositories").paginate()
+            # ECR's largest page (1,000; the default is 100): the planner's calls per 1,000 repositories
+            pages = self.client.get_paginator("describe_repositories").paginate(
+                PaginationConfig={"PageSize": DESCRIBE_REPOSITORIES_PAGE}
+            )
             for page in pages:
                 for raw in page.get("repositories", []):
                     rule = rule_for_repository(rules, raw["repositoryName"])
