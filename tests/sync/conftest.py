@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +12,10 @@ import pytest
 from ptc_sync import wiring
 from testbed.lambdas import Stack
 from testbed.registry import RegistryServer
+from testbed.runtime import FakeContext
 from testbed.sandbox import ACCOUNT, REGION, Sandbox
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "ptc-sync-SyncFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ptc-sync-SyncFunction"
-    aws_request_id: str = "6f1b8f2e-0000-4000-8000-000000000001"
-    remaining_ms: int = 900_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @pytest.fixture
@@ -38,8 +26,8 @@ def box(registry: RegistryServer) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> FakeContext:
+    return FakeContext("ptc-sync-SyncFunction", region=REGION, account=ACCOUNT)
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ from ptc_sync.models import short_digest
 from ptc_sync.refresh import is_backup_tag
 from testbed.images import PushedImage
 from testbed.lambdas import Stack
+from testbed.runtime import FakeContext
 from testbed.sandbox import Sandbox
 from tests.conftest import load_handler
 from tests.faults import AwsFaults
-from tests.sync.conftest import FakeLambdaContext, load_event, run_stack
+from tests.sync.conftest import load_event, run_stack
 
 handler = load_handler("sync").lambda_handler
 
@@ -135,7 +136,7 @@ def test_docker_hub_rule_uses_its_secret_and_maps_the_name(
 
 
 def test_malformed_event_is_rejected_without_work(
-    box: Sandbox, lambda_context: FakeLambdaContext, caplog: pytest.LogCaptureFixture
+    box: Sandbox, lambda_context: FakeContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = box.build_app()
     spy = AwsFaults(app.engine.ecr.client)
