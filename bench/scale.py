@@ -95,7 +95,19 @@ MB = 1024 * 1024
 SAMPLES = 40  # checker invocations traced for memory, besides the last ones
 # Public on-demand prices, us-east-1, USD (aws.amazon.com/dynamodb/pricing/on-demand since
 # 2024-11-01; aws.amazon.com/sqs/pricing, standard queue after the free tier)
+# us-east-1 list prices (per unit), as cited in docs/cost.md
 PRICES = {"dynamodb_wru": 0.625e-6, "dynamodb_rru": 0.125e-6, "sqs_request": 0.40e-6}
+LAMBDA_GB_S = 0.0000133334  # arm64
+LAMBDA_REQUEST = 0.20e-6
+CHECKER_GB = 0.25  # 256 MB
+# what a stack costs whatever its fleet: the default metrics (docs/settings.md#metrics), the
+# alarms, the dashboard and the report topic's KMS key, before any free tier
+FIXED = {"custom metrics (10 x $0.30)": 3.00, "alarms (9 x $0.10)": 0.90, "dashboard": 3.00, "KMS key": 1.00}
+FREE_TIER = {
+    "custom metrics (10 x $0.30)",
+    "alarms (9 x $0.10)",
+    "dashboard",
+}  # 10 metrics, 10 alarms, 3 dashboards free
 FLEET_TAGS = 2_000  # README's fleet
 CHECKS_A_MONTH = FLEET_TAGS * 4 * 24 * 30  # every 15 minutes
 
@@ -465,7 +477,36 @@ def main() -> None:
         **{f"steady_{k}": round(v, 3) for k, v in per.items()},
         "steady_usd_month": round(steady.monthly_usd(), 2),
     }
+    bills = {tags: print_bill(steady, tags) for tags in (FLEET_TAGS, 100_000)}
+    fields["bill_2000_usd"] = round(bills[FLEET_TAGS][0], 2)
+    fields["bill_2000_free_tier_usd"] = round(bills[FLEET_TAGS][1], 2)
+    fields["bill_100000_usd"] = round(bills[100_000][0], 2)
     print("scale: " + " ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+def print_bill(run: RunFigures, tags: int) -> tuple[float, float]:
+    """A month of ``tags`` checked every 15 minutes, from this run's counts per tag check (measured)
+    and the prices above (cited): the steady state, nothing changing upstream. Returns the total
+    before and after the account-wide free tiers of the fixed items."""
+    per = run.summary()
+    checks = tags * 4 * 24 * 30
+    invocations = checks / max(1, run.tags) * (run.drained.delivery.invocations + 1)  # + the planner
+    rows = {
+        "DynamoDB writes": checks * per["ddb_wru"] * PRICES["dynamodb_wru"],
+        "DynamoDB reads": checks * per["ddb_rru"] * PRICES["dynamodb_rru"],
+        "SQS": checks * per["sqs"] * PRICES["sqs_request"],
+        # moto's in-process DynamoDB makes the checker's milliseconds an upper bound
+        "Lambda (checker time)": checks * per["checker_ms"] / 1000 * CHECKER_GB * LAMBDA_GB_S
+        + invocations * LAMBDA_REQUEST,
+        **FIXED,
+    }
+    total = sum(rows.values())
+    free = total - sum(v for k, v in FIXED.items() if k in FREE_TIER)
+    print(f"a month of {tags} tags every 15 minutes, steady state (measured counts x cited prices):")
+    for name, usd in rows.items():
+        print(f"  {name:32} ${usd:7.2f}")
+    print(f"  {'total':32} ${total:7.2f} (${free:.2f} within the account's free metrics, alarms, dashboards)")
+    return total, free
 
 
 if __name__ == "__main__":
