@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -14,6 +13,7 @@ from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
 from ptc_sync.state import DynamoStateStore
+from testbed.runtime import FakeClock
 
 TABLE = "ptc-sync-state"
 START = datetime(2025, 6, 2, 23, 30, tzinfo=UTC)
@@ -69,18 +69,6 @@ def atomic_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(DynamoHandler, "call_action", serialised)
 
 
-@dataclass
-class Clock:
-    at: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> datetime:
-        self.at += timedelta(**delta)
-        return self.at
-
-
 @pytest.fixture
 def ddb() -> Iterator[Any]:
     with mock_aws():
@@ -90,13 +78,13 @@ def ddb() -> Iterator[Any]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(START)
 
 
 @pytest.fixture
-def store(ddb: Any, clock: Clock) -> DynamoStateStore:
-    return DynamoStateStore(ddb, TABLE, now=clock)
+def store(ddb: Any, clock: FakeClock) -> DynamoStateStore:
+    return DynamoStateStore(ddb, TABLE, now=clock.now)
 
 
 def item(client: Any, pk: str, sk: str) -> dict[str, Any] | None:

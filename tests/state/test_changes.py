@@ -7,9 +7,10 @@ from typing import Any
 
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.state import DynamoStateStore
+from testbed.runtime import FakeClock
 from tests.faults import AwsFaults
 
-from .conftest import START, Clock
+from .conftest import START
 
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64
@@ -25,12 +26,12 @@ def run(store: DynamoStateStore, run_id: str, *results: TagResult) -> None:
 
 
 def test_refreshes_and_failures_of_the_last_day_oldest_first(
-    store: DynamoStateStore, clock: Clock, ddb: Any
+    store: DynamoStateStore, clock: FakeClock, ddb: Any
 ) -> None:
     # START is 23:30 UTC: the runs below straddle midnight, so two day partitions are read
     run(store, "too-old", result("ancient", Outcome.REFRESHED))
     clock.advance(hours=2)
-    day_ago = clock.at
+    day_ago = clock.now()
     run(store, "r1", result("node", Outcome.REFRESHED), result("fresh", Outcome.FRESH))
     clock.advance(minutes=15)
     run(
@@ -60,9 +61,9 @@ def test_refreshes_and_failures_of_the_last_day_oldest_first(
     assert faults.count("Query") == 2  # one per UTC day touched
 
 
-def test_a_window_in_the_past(store: DynamoStateStore, clock: Clock) -> None:
+def test_a_window_in_the_past(store: DynamoStateStore, clock: FakeClock) -> None:
     run(store, "r1", result("node", Outcome.REFRESHED))
     clock.advance(hours=1)
     run(store, "r2", result("python", Outcome.REFRESHED))
     assert [c.run_id for c in store.changes_since(START - timedelta(hours=1), START)] == ["r1"]
-    assert store.changes_since(clock.at + timedelta(minutes=1)) == []
+    assert store.changes_since(clock.now() + timedelta(minutes=1)) == []

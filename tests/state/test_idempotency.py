@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 
 from ptc_sync.state import idempotency_persistence
+from testbed.runtime import FakeContext
 
 from .conftest import TABLE
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "ptc-sync-Checker"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 def config() -> IdempotencyConfig:
     """Keyed on the record's body: a redelivery, or the same work sent twice, runs once."""
     idempotency = IdempotencyConfig(event_key_jmespath="body")
-    idempotency.register_lambda_context(LambdaContext())  # type: ignore[arg-type]
+    idempotency.register_lambda_context(FakeContext("ptc-sync-Checker", remaining_ms=60_000))  # type: ignore[arg-type]
     return idempotency
 
 

@@ -16,9 +16,10 @@ from botocore.exceptions import ClientError
 
 from ptc_sync.models import Outcome, RunReport, TagResult
 from ptc_sync.state import DynamoStateStore, StateError
+from testbed.runtime import FakeClock
 from tests.faults import AwsFaults
 
-from .conftest import START, TABLE, Clock, item
+from .conftest import START, TABLE, item
 
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64
@@ -88,12 +89,12 @@ def test_run_results_rebuild_the_report(store: DynamoStateStore) -> None:
     assert stored == originals  # every field of every named result round-trips; plain fresh ones are counted
 
 
-def test_stored_results_expire(store: DynamoStateStore, ddb: Any, clock: Clock) -> None:
+def test_stored_results_expire(store: DynamoStateStore, ddb: Any, clock: FakeClock) -> None:
     store.start_run("run-1", 1, START)
     store.record_results("run-1", [result(2, Outcome.REFRESHED)], batch_id="m")
     raw = item(ddb, "RUN#run-1", "RESULT#docker-hub/library/app2:latest")
     assert raw is not None
-    assert int(raw["expiresAt"]["N"]) == int((clock.at + timedelta(days=14)).timestamp())
+    assert int(raw["expiresAt"]["N"]) == int((clock.now() + timedelta(days=14)).timestamp())
     run = item(ddb, "RUN#run-1", "RUN")
     assert run is not None
     assert int(run["expiresAt"]["N"]) == int((START + timedelta(days=14)).timestamp())

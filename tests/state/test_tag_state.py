@@ -9,8 +9,9 @@ from typing import Any
 
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.state import DynamoStateStore
+from testbed.runtime import FakeClock
 
-from .conftest import START, Clock, item
+from .conftest import START, item
 
 REPO = "docker-hub/library/node"
 OLD = "sha256:" + "a" * 64
@@ -35,7 +36,7 @@ def test_first_result_creates_the_state_with_a_ttl(store: DynamoStateStore, ddb:
     assert int(raw["expiresAt"]["N"]) == int((START + timedelta(days=90)).timestamp())
 
 
-def test_alerts_once_per_failure_and_once_on_recovery(store: DynamoStateStore, clock: Clock) -> None:
+def test_alerts_once_per_failure_and_once_on_recovery(store: DynamoStateStore, clock: FakeClock) -> None:
     outcomes = [Outcome.REFRESH_FAILED, Outcome.REFRESH_FAILED, Outcome.UPSTREAM_ERROR, Outcome.REFRESHED]
     alerts = [store.record_tag(result(o), clock.advance(minutes=15)).alert for o in outcomes]
     assert alerts == [True, False, False, True]
@@ -43,11 +44,11 @@ def test_alerts_once_per_failure_and_once_on_recovery(store: DynamoStateStore, c
     assert final is not None
     assert final.failure_streak == 0
     assert final.alerted_outcome is Outcome.REFRESHED
-    assert final.refreshed_at == clock.at
+    assert final.refreshed_at == clock.now()
     assert final.stale_since is None  # REMOVEd, not left behind
 
 
-def test_stale_since_survives_across_runs(store: DynamoStateStore, clock: Clock) -> None:
+def test_stale_since_survives_across_runs(store: DynamoStateStore, clock: FakeClock) -> None:
     first = clock.advance(minutes=15)
     store.record_tag(result(Outcome.STALE), first)
     store.record_tag(result(Outcome.RATE_LIMITED), clock.advance(minutes=15))

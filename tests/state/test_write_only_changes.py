@@ -8,8 +8,9 @@ from typing import Any
 
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.state import TTL_REFRESH, DynamoStateStore
+from testbed.runtime import FakeClock
 
-from .conftest import START, Clock, item
+from .conftest import START, item
 
 REPO = "docker-hub/library/node"
 OLD = "sha256:" + "a" * 64
@@ -26,7 +27,7 @@ def calls(ddb: Any) -> Counter[str]:
     return seen
 
 
-def test_an_unchanged_fresh_tag_is_not_written(store: DynamoStateStore, ddb: Any, clock: Clock) -> None:
+def test_an_unchanged_fresh_tag_is_not_written(store: DynamoStateStore, ddb: Any, clock: FakeClock) -> None:
     first = store.record_tag(result(Outcome.FRESH), START)
     assert first.written
     seen = calls(ddb)
@@ -42,7 +43,7 @@ def test_an_unchanged_fresh_tag_is_not_written(store: DynamoStateStore, ddb: Any
 
 
 def test_the_ttl_is_pushed_on_once_the_stored_check_is_a_day_old(
-    store: DynamoStateStore, ddb: Any, clock: Clock
+    store: DynamoStateStore, ddb: Any, clock: FakeClock
 ) -> None:
     store.record_tag(result(Outcome.FRESH), START)
     store.record_tag(result(Outcome.FRESH), clock.advance(hours=23))
@@ -56,7 +57,7 @@ def test_the_ttl_is_pushed_on_once_the_stored_check_is_a_day_old(
     assert int(raw["expiresAt"]["N"]) == int((later + timedelta(days=90)).timestamp())
 
 
-def test_failures_and_recoveries_are_always_written(store: DynamoStateStore, clock: Clock) -> None:
+def test_failures_and_recoveries_are_always_written(store: DynamoStateStore, clock: FakeClock) -> None:
     store.record_tag(result(Outcome.FRESH), START)
     written = [
         store.record_tag(result(o), clock.advance(minutes=15)).written
@@ -69,7 +70,7 @@ def test_failures_and_recoveries_are_always_written(store: DynamoStateStore, clo
     assert final.alerted_outcome is Outcome.FRESH
 
 
-def test_a_new_upstream_digest_is_a_change(store: DynamoStateStore, clock: Clock) -> None:
+def test_a_new_upstream_digest_is_a_change(store: DynamoStateStore, clock: FakeClock) -> None:
     store.record_tag(result(Outcome.STALE), START)
     assert not store.record_tag(result(Outcome.STALE), clock.advance(minutes=15)).written
     moved = store.record_tag(result(Outcome.STALE, upstream=NEW), clock.advance(minutes=15))
@@ -78,7 +79,9 @@ def test_a_new_upstream_digest_is_a_change(store: DynamoStateStore, clock: Clock
     assert moved.current.stale_since == START  # kept from the first stale check
 
 
-def test_a_stale_previous_state_is_re_read_not_written_over(store: DynamoStateStore, clock: Clock) -> None:
+def test_a_stale_previous_state_is_re_read_not_written_over(
+    store: DynamoStateStore, clock: FakeClock
+) -> None:
     """The caller's state is a version behind (another checker recorded a failure since): the
     update's condition fails, the state is re-read, and the failure is folded into the newer one."""
     seen = store.record_tag(result(Outcome.FRESH), START).current
@@ -93,7 +96,7 @@ def test_a_stale_previous_state_is_re_read_not_written_over(store: DynamoStateSt
 
 
 def test_an_unchanged_result_on_a_stale_state_leaves_the_newer_one_until_the_next_check(
-    store: DynamoStateStore, clock: Clock
+    store: DynamoStateStore, clock: FakeClock
 ) -> None:
     """The documented limit of reading eventually consistent: a fresh result folded into a state
     older than a racing failure writes nothing; the failure stands and the next check ends it."""
