@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from ptc_sync.checker import RetryableError
 from ptc_sync.ecr import EcrError
@@ -31,6 +30,7 @@ from ptc_sync.wiring import App, get_app
 from ptc_sync.work import WorkItem, WorkKind
 
 logger = Logger(child=True)
+tracer = Tracer()
 
 
 MAX_PROBLEMS = 10  # a reason names this many problems at most (a huge array has one per element)
@@ -120,6 +120,36 @@ def parse_work_item(body: object) -> WorkItem:
             "discovery: work items carry no discovery (the planner discovers, then queues tags)"
         )
     return item
+
+
+class Rejection(BaseModel):
+    """A body ``parse_work_item`` refused: logged and dropped, never retried (no retry can fix it)."""
+
+    reason: str
+
+
+def _parsed_body(body: object) -> WorkItem | Rejection:
+    try:
+        return parse_work_item(body)
+    except RejectedInput as exc:
+        return Rejection(reason=exc.reason)
+
+
+class WorkRecord(BaseModel):
+    """An SQS record as the batch processor hands it to the checker: its body parsed once, strictly
+    (``parse_work_item``), into the WorkItem or the reason it was refused."""
+
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True)
+
+    messageId: str
+    body: Annotated[WorkItem | Rejection, BeforeValidator(_parsed_body)]
+    raw_body: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_the_text(cls, data: Any) -> Any:
+        """The body's text too: the idempotency key is its hash."""
+        return {**data, "raw_body": data.get("body")} if isinstance(data, Mapping) else data
 
 
 def sqs_record_problem(record: object) -> str | None:
@@ -217,6 +247,8 @@ def plan_scheduled_run(raw_event: object) -> dict[str, Any]:
     held = "" if dry else app.report_only_reason()
     dry = dry or bool(held)
     plan = planner.plan(dry_run=dry)
+    logger.append_keys(run_id=plan.run_id)  # removed by the handler's inject_lambda_context(clear_state)
+    tracer.put_annotation(key="run_id", value=plan.run_id)
     if held:
         plan.errors.insert(0, held)
     summary = _send(app, planner, plan, dry_run=dry)
@@ -253,20 +285,54 @@ def handle_request_event(raw_event: object, context: LambdaContext | None = None
     else:
         plan, dry = requests.from_request_event(event).plan, event.detail.dry_run
 
-    def enqueue(event: dict[str, Any]) -> dict[str, Any]:
-        return _send(app, planner, plan, dry_run=dry)
+    logger.append_keys(run_id=plan.run_id)
+    tracer.put_annotation(key="run_id", value=plan.run_id)
+    try:
+        # a redelivered event (same id) queues nothing twice; with the Lambda context, an invocation
+        # that timed out leaves an in-progress record that expires with it, not after an hour
+        if context is not None:
+            _REQUEST_IDEMPOTENCY.register_lambda_context(context)
+        once = _once(app, "request")
+        return dict(
+            once(event={"id": event.id, "source": event.source}, app=app, planner=planner, plan=plan, dry=dry)
+        )
+    finally:
+        logger.remove_keys(["run_id"])
 
-    # a redelivered event (same id) queues nothing twice; with the Lambda context, an invocation
-    # that timed out leaves an in-progress record that expires with it, not after an hour
-    config = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=3600)
-    if context is not None:
-        config.register_lambda_context(context)
-    once = idempotent_function(
-        data_keyword_argument="event",
-        persistence_store=app.idempotency(),
-        config=config,
-    )(enqueue)
-    return dict(once(event={"id": event.id, "source": event.source}))
+
+def _enqueue(event: dict[str, Any], *, app: App, planner: Planner, plan: Plan, dry: bool) -> dict[str, Any]:
+    return _send(app, planner, plan, dry_run=dry)
+
+
+def _check(
+    record: dict[str, Any], *, item: WorkItem, app: App, time_left: Callable[[], float]
+) -> dict[str, Any]:
+    outcome = app.checker().process(item, batch_id=record["messageId"], time_left=time_left)
+    return {"results": len(outcome.results), "completed_run": outcome.completed_run}
+
+
+# Idempotency configured once per container (Powertools' idiom): the configs here, the wrapped
+# functions built lazily for the container's App (``_once``); each invocation only registers its
+# Lambda context, so an in-progress record expires with the invocation that wrote it.
+_REQUEST_IDEMPOTENCY: Final = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=3600)
+_CHECK_IDEMPOTENCY: Final = IdempotencyConfig(event_key_jmespath="body", expires_after_seconds=6 * 3600)
+_wrapped: dict[str, tuple[App, Callable[..., Any]]] = {}
+
+
+def _once(app: App, kind: str) -> Callable[..., Any]:
+    """The idempotent request or check function of this container's App (built on first use)."""
+    built = _wrapped.get(kind)
+    if built is None or built[0] is not app:
+        function, argument, config = (
+            (_enqueue, "event", _REQUEST_IDEMPOTENCY)
+            if kind == "request"
+            else (_check, "record", _CHECK_IDEMPOTENCY)
+        )
+        wrapped = idempotent_function(
+            data_keyword_argument=argument, persistence_store=app.idempotency(), config=config
+        )(function)
+        built = _wrapped[kind] = (app, wrapped)
+    return built[1]
 
 
 def process_work_batch(raw_event: object, context: LambdaContext) -> dict[str, Any]:
@@ -283,30 +349,21 @@ def process_work_batch(raw_event: object, context: LambdaContext) -> dict[str, A
     if not records:
         return {"batchItemFailures": []}
     app = get_app()
-    checker = app.checker()
     state, _queue = app.fanout()
-    config = IdempotencyConfig(event_key_jmespath="body", expires_after_seconds=6 * 3600)
-    config.register_lambda_context(context)
+    _CHECK_IDEMPOTENCY.register_lambda_context(context)
+    once = _once(app, "check")
     time_left = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
 
-    def handle(record: dict[str, Any]) -> dict[str, Any]:
-        item = WorkItem.model_validate_json(record["body"])
-        outcome = checker.process(item, batch_id=record["messageId"], time_left=time_left)
-        return {"results": len(outcome.results), "completed_run": outcome.completed_run}
-
-    once = idempotent_function(
-        data_keyword_argument="record", persistence_store=app.idempotency(), config=config
-    )(handle)
-
-    def reject(record: SQSRecord, reason: str) -> dict[str, Any]:
-        logger.error("work item rejected", extra={"message_id": record.message_id, "reason": reason})
+    def reject(record: WorkRecord, reason: str) -> dict[str, Any]:
+        logger.error("work item rejected", extra={"message_id": record.messageId, "reason": reason})
         return {"rejected": reason}
 
-    def record_handler(record: SQSRecord) -> dict[str, Any]:
-        try:
-            item = parse_work_item(record.body)
-        except RejectedInput as exc:
-            return reject(record, exc.reason)
+    def record_handler(record: WorkRecord) -> dict[str, Any]:
+        item = record.body
+        if isinstance(item, Rejection):
+            return reject(record, item.reason)
+        logger.append_keys(run_id=item.run_id)  # every line of this item's work names its run
+        tracer.put_annotation(key="run_id", value=item.run_id)
         try:
             # the planner and the request function create the run before they queue its items: an
             # item of no run is forged or outlived its run, and nothing of it may happen
@@ -314,21 +371,24 @@ def process_work_batch(raw_event: object, context: LambdaContext) -> dict[str, A
                 return reject(
                     record, f"run_id: no run {item.run_id} in the state table (never started or expired)"
                 )
-            return dict(once(record={"body": record.body, "messageId": record.message_id}))
+            body = {"body": record.raw_body, "messageId": record.messageId}
+            return dict(once(record=body, item=item, app=app, time_left=time_left))
         except (RetryableError, StateError, EcrError) as exc:
             logger.warning(
-                "work item will be retried", extra={"message_id": record.message_id, "reason": str(exc)}
+                "work item will be retried", extra={"message_id": record.messageId, "reason": str(exc)}
             )
             raise
         except Exception as exc:
             # anything else (the idempotency store refusing, a bug) is retried too: never silently
             logger.exception(
                 "work item failed and will be retried",
-                extra={"message_id": record.message_id, "reason": f"{type(exc).__name__}: {exc}"},
+                extra={"message_id": record.messageId, "reason": f"{type(exc).__name__}: {exc}"},
             )
             raise
+        finally:
+            logger.remove_keys(["run_id"])  # a warm container's next item must not carry this run
 
-    processor = BatchProcessor(event_type=EventType.SQS)
+    processor = BatchProcessor(event_type=EventType.SQS, model=WorkRecord)  # type: ignore[arg-type]
     return dict(
         process_partial_response(
             event={**raw_event, "Records": records},
