@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from typing import Any
 
@@ -106,6 +107,18 @@ def test_trigger_puts_a_sync_request_on_the_stacks_bus(bed: Bed) -> None:
     }
     assert event["id"] in result.out
     assert BUS in result.out
+
+
+def test_runs_and_history_read_the_stacks_table(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--stack-name alone is enough: the state table is the stack's (no --table, no PTC_TABLE_NAME)."""
+    table = os.environ["PTC_TABLE_NAME"]
+    monkeypatch.delenv("PTC_TABLE_NAME")
+    assert bed.cli("runs").code == 2
+    deploy(bed)
+    for command in ("runs", "history"):
+        result = bed.cli(command, "--stack-name", STACK, "--output", "json")
+        assert result.code == 0, result.err
+    assert table in str(bed.cli("runs", "no-such-run", "--stack-name", STACK).err)
 
 
 def test_trigger_without_a_stack_is_a_usage_error(bed: Bed) -> None:

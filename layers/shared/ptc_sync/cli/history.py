@@ -61,9 +61,13 @@ def _state(ctx: Context, app: App) -> StateStore:
 
 
 def _state_app(ctx: Context) -> App:
-    table = ctx.args.table
+    stack = ctx.stack()
+    table = ctx.args.table or (stack.settings().get("table_name") if stack else None)
     if not table:
-        raise CliError("give --table NAME (the stack's StateTableName output) or set PTC_TABLE_NAME")
+        raise CliError(
+            "give --stack-name NAME, --table NAME (the stack's StateTableName output) or set PTC_TABLE_NAME"
+        )
+    ctx.args.table = table  # named in what the command says
     return ctx.app(table_name=table)
 
 
