@@ -11,7 +11,8 @@ The package is the Lambda layer's one import root; the handlers in ``functions/`
   history, pull budget, runs), ``journal`` (refresh lease, intent and backup ledger, also in memory),
   ``queue`` (SQS), ``notify`` (SNS)
 - the work: ``sync`` (discover and compare), ``refresh`` (the refresh protocol), ``repair`` (the sweep
-  that finishes a killed refresh), ``planner``, ``checker``, ``ondemand`` (ECR events and sync
+  that finishes a killed refresh), ``planner``, ``checker`` (with ``warm``, its pre-warm path, and
+  ``state_budget``, the shared pull budget), ``ondemand`` (ECR events and sync
   requests), ``report`` and ``metrics`` (the run report, EMF metrics and log lines)
 - ``service`` (one use case per handler), ``wiring`` (builds everything from validated ``settings``)
   and ``container`` (what a Lambda container keeps between invocations)

@@ -9,6 +9,9 @@ Refreshes respect the cooldown, the backoff after failed refreshes and the upstr
 shared with every other checker, decided on the rate-limit numbers of the requests just made. A
 check started by ECR's own event about a tag ptc-sync is refreshing, has just refreshed or is
 backing off from is not made at all: a refresh's imports must not start refreshes.
+
+``RetryableError`` and ``StateBudget`` (the shared pull budget) live in ``state_budget``, the warm
+path (an ECR event or request naming tags to pre-warm) in ``warm``; the first two import from here too.
 """
 
 from __future__ import annotations
@@ -20,59 +23,25 @@ from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from ptc_sync.discovery import Discovery, Target, is_cache
-from ptc_sync.ecr import EcrError
+from ptc_sync.discovery import Discovery, Target
 from ptc_sync.journal import BackupRecord, RefreshJournal
 from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes
-from ptc_sync.models import Outcome, PullThroughCacheRule, RunReport, TagResult
+from ptc_sync.models import Outcome, RunReport, TagResult
 from ptc_sync.notify import Notifier, NotifyError
 from ptc_sync.queue import QueueError, WorkQueue
 from ptc_sync.refresh import Refresher
-from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.repair import Repairer
 from ptc_sync.report import decide_publish
 from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown, judged
+from ptc_sync.state_budget import RetryableError, StateBudget
 from ptc_sync.sync import SyncEngine, UpstreamResolver
-from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
+from ptc_sync.upstream import rule_for_repository
+from ptc_sync.warm import WarmPath
 from ptc_sync.work import MAX_SCAN_TARGETS, WorkItem, WorkKind
 
 logger = Logger(child=True)
 
-
-class RetryableError(RuntimeError):
-    """The item could not be processed now (ECR throttled, …): the message is retried by SQS."""
-
-
-class StateBudget:
-    """The upstream pull budget shared by all checkers, spent atomically in the state table.
-
-    Before the first spend on a host, what upstream reported on this checker's own requests (the HEADs
-    it just made) is recorded, so the shared budget starts from fresh numbers (a new window included);
-    and a spend must fit both those numbers and the shared budget: the tighter decides."""
-
-    def __init__(self, state: StateStore, registry: UpstreamResolver, reserve: int, now: datetime) -> None:
-        self.state = state
-        self.registry = registry
-        self.reserve = reserve
-        self.now = now
-        self._observed: set[str] = set()
-
-    def try_spend(self, host: str, pulls: int) -> str:
-        fresh = self.registry.rate_limit(host)
-        if host not in self._observed:
-            self._observed.add(host)
-            if fresh is not None:
-                self.state.observe_rate_limit(fresh, self.now)
-        if not within_budget(fresh, pulls, reserve=self.reserve):
-            left = fresh.remaining if fresh else "?"
-            return (
-                f"{host}: {left} pulls left, reserve {self.reserve}, refresh costs {pulls} (upstream's count)"
-            )
-        if self.state.reserve_pulls(host, pulls, self.reserve, self.now):
-            return ""
-        status = self.state.rate_limit(host)
-        left = status.remaining if status else "?"
-        return f"{host}: {left} pulls left, reserve {self.reserve}, refresh costs {pulls} (shared budget)"
+__all__ = ["Checker", "ItemOutcome", "RetryableError", "StateBudget", "log_results"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +51,7 @@ class ItemOutcome:
     message_id: str | None = None
 
 
-class Checker:
+class Checker(WarmPath):
     def __init__(
         self,
         engine: SyncEngine,
@@ -309,113 +278,6 @@ class Checker:
             budget=StateBudget(self.state, self.registry, self.settings.rate_limit_reserve, now),
             time_left=time_left,
             refresh_gate=gate,
-        )
-
-    def _warm(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
-        matched = rule_for_repository(self.discovery.rules(), item.repository)
-        if matched is None:
-            reason = "not under any pull-through cache rule"
-            return [TagResult(item.repository, tag, "", Outcome.SKIPPED, reason=reason) for tag in item.tags]
-        prefix = matched.prefix
-        try:
-            host = upstream_for(matched, item.repository).host
-        except ValueError as exc:
-            return [
-                TagResult(item.repository, tag, prefix, Outcome.SKIPPED, reason=str(exc)) for tag in item.tags
-            ]
-        if not self._may_import_into(item.repository, matched):
-            reason = "not a cache: a repository under a ROOT rule that PTC_REPOSITORY_INCLUDE does not name"
-            return [
-                TagResult(item.repository, t, prefix, Outcome.NOT_A_CACHE, reason=reason) for t in item.tags
-            ]
-        tags, echoes = self._echoes(item, list(item.tags), now)  # a failed import's event: no retry storm
-        budget = StateBudget(self.state, self.registry, self.settings.rate_limit_reserve, now)
-        return echoes + [
-            self._warm_one(item, tag, prefix=prefix, host=host, budget=budget, time_left=time_left)
-            for tag in tags
-        ]
-
-    def _may_import_into(self, repository: str, rule: PullThroughCacheRule) -> bool:
-        """Under a ROOT rule an existing repository must be in the explicit scope (it may be one the
-        team pushes to); one that does not exist yet is created by ECR's import, a cache."""
-        if rule.prefix.strip().rstrip("/") != ROOT:
-            return True
-        try:
-            repo = self.discovery.ecr.cached_repository(repository, rule)
-        except EcrError as exc:
-            raise RetryableError(str(exc)) from exc
-        return repo is None or is_cache(repo, self.settings.repository_include)
-
-    def _warm_one(
-        self,
-        item: WorkItem,
-        tag: str,
-        *,
-        prefix: str,
-        host: str,
-        budget: StateBudget,
-        time_left: Callable[[], float] | None,
-    ) -> TagResult:
-        try:
-            before = self.engine.ecr.tag_digest(item.repository, tag)
-        except EcrError as exc:
-            if exc.code != "RepositoryNotFoundException":
-                raise RetryableError(str(exc)) from exc
-            before = None  # nothing cached under this name yet: the pull creates the repository
-        if before is None:
-            # an import is an upstream pull: one at least (one per platform where pulls are counted)
-            refusal = budget.try_spend(host, 1)
-            if refusal:
-                return TagResult(item.repository, tag, prefix, Outcome.RATE_LIMITED, reason=refusal)
-        warmed = self.refresher.prewarm(item.repository, tag, time_left=time_left)
-        if warmed.untouched:
-            return TagResult(
-                item.repository, tag, prefix, Outcome.SKIPPED, cached_digest=before, reason=warmed.untouched
-            )
-        if before is None and len(warmed.platforms) > 1:
-            budget.try_spend(host, len(warmed.platforms) - 1)  # already pulled: only counted
-        if not warmed.ok and warmed.blobs_warming:
-            # cached, but ECR still fetches some blobs from upstream: not warm yet, nothing failed
-            return TagResult(
-                item.repository,
-                tag,
-                prefix,
-                Outcome.WARMING,
-                cached_digest=before,
-                upstream_digest=warmed.new_digest,
-                platforms=warmed.platforms,
-                reason=warmed.reason,
-            )
-        if not warmed.ok:
-            return TagResult(
-                item.repository,
-                tag,
-                prefix,
-                Outcome.REFRESH_FAILED,
-                cached_digest=before,
-                upstream_digest=warmed.new_digest,
-                reason=f"{warmed.failed_step}: {warmed.reason}",
-            )
-        if before is None:
-            return TagResult(
-                item.repository,
-                tag,
-                prefix,
-                Outcome.REFRESHED,
-                upstream_digest=warmed.new_digest,
-                platforms=warmed.platforms,
-                reason=f"pre-warmed ({item.source})",
-            )
-        # cached already: a pre-warm says nothing of upstream (the tag may be a rolled-back old image),
-        # so it neither ends a failure nor resets a backoff
-        return TagResult(
-            item.repository,
-            tag,
-            prefix,
-            Outcome.SKIPPED,
-            cached_digest=before,
-            upstream_digest=warmed.new_digest,
-            reason="already cached; layers warmed",
         )
 
     # -- state and summary ---------------------------------------------------------------------------
