@@ -119,4 +119,4 @@ def test_history_needs_a_table(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("PTC_TABLE_NAME", raising=False)
     result = bed.cli("history")
     assert result.code == 2
-    assert "give --table NAME" in result.err
+    assert "--table NAME" in result.err
