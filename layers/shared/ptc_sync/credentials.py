@@ -1,5 +1,8 @@
 """Credentials for upstream registries, as the pull-through cache rule names them.
 
+Over 400 lines: the two credential sources below share one redaction and caching discipline, and
+the ECR read path's typed trust errors; the registry itself only sees a plain callable.
+
 - A rule's ``credentialArn``: a Secrets Manager secret (name under ``ecr-pullthroughcache/``) holding
   JSON ``{"username": …, "accessToken": …}``, read through Powertools Parameters with ``max_age`` caching.
 - An ECR upstream (ECR-to-ECR rule): ``GetAuthorizationToken`` in the upstream's region, as ptc-sync's

@@ -1,5 +1,8 @@
 """``ptc-sync selftest``: prove, in this account, the ECR behaviours a refresh relies on.
 
+Over 400 lines on purpose: one procedure of six checks that share throwaway tags, their order and
+their cleanup; split by check, the cleanup would live apart from what it undoes.
+
 docs/ecr-behaviour.md marks several behaviours "unknown" or "implied": no public evidence says what a
 real account does. The selftest finds out on throwaway tags of a small public image (default:
 ``docker/library/busybox`` under the account's ECR Public rule, tags ``1.36.1-uclibc`` and

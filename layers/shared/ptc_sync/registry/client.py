@@ -1,5 +1,7 @@
 """The upstream registry client: "what is this tag's digest now?", cheaply, correctly and politely.
 
+(About 400 lines: resolve, list and parse; the session owns everything about auth.)
+
 - ``resolve_digest``: one HEAD with the full Accept list (index types included, so an index or a
   manifest list resolves to its own digest, never a child's); the digest from
   ``Docker-Content-Digest``, validated. Only when HEAD gives no digest (or 405) does it GET and hash
