@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ptc_sync.refresh import is_backup_tag
+from ptc_sync.state import DynamoStateStore
 from tests.cli.conftest import STATE_TABLE, Bed
 from tests.cli.test_cli_commands import make_stale
 
@@ -157,6 +158,14 @@ def test_refresh_with_stack_name_uses_the_stacks_table_and_settings(
     tags = bed.tags(name)
     assert tags["v"] == new.digest
     assert not [t for t in tags if is_backup_tag(t)], "the stack keeps no generation"
+    # the refresh is one of the stack's runs: listed by `runs`, its tag's state recorded
+    runs = bed.cli("runs", "--stack-name", STACK, "--output", "json")
+    assert runs.code == 0, runs.err
+    assert "refreshed" in runs.out
+    state = DynamoStateStore(bed.client("dynamodb"), STATE_TABLE)
+    recorded = state.tag_state(name, "v")
+    assert recorded is not None
+    assert recorded.upstream_digest == new.digest
 
 
 def test_a_missing_stack_is_named_in_a_usage_error(bed: Bed) -> None:

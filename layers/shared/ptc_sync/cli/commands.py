@@ -40,6 +40,7 @@ from ptc_sync.models import (
 from ptc_sync.names import ImageName
 from ptc_sync.registry.errors import NotFoundError, RegistryError
 from ptc_sync.stack import put_sync_request, sync_request_detail
+from ptc_sync.state import StateError
 from ptc_sync.upstream import UpstreamMappingError, upstream_for
 from ptc_sync.wiring import App
 
@@ -143,10 +144,31 @@ def cmd_refresh(ctx: Context) -> int:
         _require_rule(app, name.repository)
         with ctx.progress() as progress:
             report = _run(app, progress, dry_run=ctx.dry_run)
-    results = _sorted(r for r in report.results if r.repository == name.repository)
-    if not report.errors and not any(r.outcome is not Outcome.SKIPPED for r in results):
-        raise CliError(f"no cached tag {name} in ECR" if name.tag else f"{name} has no cached tags in ECR")
+        results = _sorted(r for r in report.results if r.repository == name.repository)
+        if not report.errors and not any(r.outcome is not Outcome.SKIPPED for r in results):
+            raise CliError(
+                f"no cached tag {name} in ECR" if name.tag else f"{name} has no cached tags in ECR"
+            )
+        if ctx.stack() is not None and not ctx.dry_run:
+            _record_run(ctx, app, report.run_id, results)
     return _print_run(ctx, "refresh", report, results, read_only=False)
+
+
+def _record_run(ctx: Context, app: App, run_id: str, results: list[TagResult]) -> None:
+    """A refresh against a deployed stack is one of its runs: its tags' states and the run go into
+    the stack's state table, as a checker records them (``ptc-sync runs`` and ``history`` list it)."""
+    state = app.state
+    if state is None:  # pragma: no cover - --stack-name always names the table
+        return
+    now = datetime.now(UTC)
+    try:
+        for result in results:
+            if result.repository and result.tag:
+                state.record_tag(result, now)
+        state.start_run(run_id, 1, now)
+        state.record_results(run_id, results, batch_id="cli")
+    except StateError as exc:
+        ctx.warn(f"the refresh happened, but its run was not recorded in the state table: {exc}")
 
 
 def cmd_rollback(ctx: Context) -> int:
