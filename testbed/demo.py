@@ -47,7 +47,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 from ptc_sync import wiring  # noqa: E402 - the environment above must be set before boto3 loads
 from ptc_sync.chat import slack  # noqa: E402
-from ptc_sync.chat.model import parse_report  # noqa: E402
+from ptc_sync.chat.model import NotAReport, chat_report, read_message  # noqa: E402
 from ptc_sync.cli import main as cli_main  # noqa: E402
 from ptc_sync.models import short_digest  # noqa: E402
 from testbed.ecr_ptc import FakeClock  # noqa: E402
@@ -122,7 +122,10 @@ def show(
 def show_message(envelope: dict[str, Any]) -> None:
     """The published report as a Slack channel shows it: the chat notifier's payload, rendered."""
     body = json.loads(envelope["Message"])
-    report = parse_report(envelope["Message"], dashboard_url=DASHBOARD_URL)
+    message = read_message(envelope["Message"])
+    if isinstance(message, NotAReport):
+        raise SystemExit(f"the report topic published something else: {message.reason}")
+    report = chat_report(message, dashboard_url=DASHBOARD_URL)
     kind = body["metadata"]["additionalContext"].get("kind", "run")
     print(f"\nSNS message ({kind}; Chatbot JSON, email text), as Slack shows it:")
     print(boxed(slack_blocks(slack.payload(report), ansi=use_ansi())))

@@ -1,14 +1,34 @@
-"""Run reports for payload tests, read back as the notifier reads them (through the SNS message)."""
+"""Run reports for payload tests, read as the notifier reads them: the structured report in the SNS
+message (``chat.model.read_message``, the validator of the SNS event's ``Message``)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from ptc_sync.chat.model import ChatReport, parse_report
+from ptc_sync.chat.model import ChatReport, NotAReport, ReportMessage, read_message
+from ptc_sync.chat.model import chat_report as chat_report_of
 from ptc_sync.models import Outcome, RateLimitStatus, RunReport, TagResult
 from ptc_sync.report import build_notification
 from tests.chat.sample import ACCOUNT, DASHBOARD_URL, FINISHED, REGION, digest, sample_report
+
+
+def read(message: str) -> ReportMessage:
+    """One SNS message read as the notifier reads it; fails the test when it is not a run report."""
+    found = read_message(message)
+    assert not isinstance(found, NotAReport), found.reason
+    return found
+
+
+def not_a_report(message: str) -> str:
+    """Why the notifier skips ``message`` (fails the test when it is a run report)."""
+    found = read_message(message)
+    assert isinstance(found, NotAReport), "read as a run report"
+    return found.reason
+
+
+def parse_report(message: str, *, dashboard_url: str | None = None) -> ChatReport:
+    return chat_report_of(read(message), dashboard_url=dashboard_url)
 
 
 def chat_report(report: RunReport, *, dashboard: str | None = DASHBOARD_URL) -> ChatReport:

@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 
 from ptc_sync.chat import discord, googlechat, slack, teams
-from ptc_sync.chat.model import parse_report
 from ptc_sync.chat.settings import load_chat_settings
 from ptc_sync.models import Outcome, TagResult
-from ptc_sync.report import STRUCTURED_KEY, build_notification, chat_notification, parse_description
+from ptc_sync.report import STRUCTURED_KEY, build_notification, chat_notification, structured_report
 from ptc_sync.settings import SettingsError
 from testbed.runtime import FakeContext
 from tests.chat.conftest import ChatSandbox
-from tests.chat.reports import chat_report, run
+from tests.chat.reports import chat_report, parse_report, run
 from tests.chat.sample import TOPIC_ARN, sample_event, sns_event
 from tests.conftest import load_handler
 
@@ -64,10 +63,16 @@ def test_chatbot_markdown_escapes_outside_text_for_slack_and_breaks_links_for_te
     assert not set(BIDI + "\x07") & set(description)
 
 
-def test_the_description_reads_back_as_plain_text() -> None:
-    description = chat_notification(hostile_run())["content"]["description"]
-    lines = [line for section in parse_description(description).sections for line in section.lines]
-    assert any("<!channel>" in line and "& done" in line for line in lines)  # each builder escapes it
+def test_the_structured_report_carries_plain_text_each_builder_escapes() -> None:
+    """What the notifier reads is the description's text unescaped (and then made safe: no bidi or
+    control characters, no links), never the Chatbot markdown's entities."""
+    lines = [line for section in structured_report(hostile_run())["sections"] for line in section["lines"]]
+    assert any("<!channel>" in line and "& done" in line for line in lines)
+    assert not any("&lt;" in line or "&amp;" in line for line in lines)
+    read = [line for section in chat_report(hostile_run()).sections for line in section.lines]
+    assert any("<!channel>" in line and "& done" in line for line in read)  # each builder escapes it
+    assert not set(BIDI + "\x07") & set("".join(read))
+    assert not any("](" in line for line in read)
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
-from ptc_sync.chat.model import parse_report
 from ptc_sync.models import Outcome, RunReport, TagResult
 from ptc_sync.notify import Notifier, NotifyError, SnsNotifier
+from tests.chat.reports import parse_report
 
 REGION = "us-east-1"
 FINISHED = datetime.now(UTC)

@@ -8,8 +8,15 @@ summary, sections with their lines, weights and hidden counts, next steps). Besi
 - ``metadata.relatedResources`` are the ARNs of the repositories with notable tags (console links);
 - ``metadata.additionalContext`` holds the run facts (run id, dry run, region, account, finish time).
 
-A message without the structured report (another publisher's, or a ptc-sync's from before it) is
-not a run report the notifier posts.
+The SNS event is validated in one pass, envelope and message together, with Powertools' own models
+extended as its docs show (``ReportEventModel``: an ``SnsModel`` whose records' ``Message`` is read as
+``Json[ReportMessage]``, and the structured report inside it as ``Json[...]`` too). The record's
+``TopicArn`` (only the report topic is posted) and ``MessageId`` (a retry does not post twice to a
+channel that took the message) stay in the model, which is why it is not ``SnsEnvelope`` (it keeps
+the message only). A message that is not a ptc-sync run report (another publisher's, or a
+ptc-sync's from before the structured report) does not fail the event: it is read as ``NotAReport``
+with the reason, so the record is skipped (or refused) and logged, and the event's other records
+are not lost with it.
 
 Every text read here passes ``ptc_sync.redact`` again (defence in depth: what the sync published
 was redacted already) and has its markdown links broken apart and its control and bidi characters
@@ -18,20 +25,20 @@ removed; each builder then escapes it for its own dialect.
 
 from __future__ import annotations
 
-import dataclasses
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from aws_lambda_powertools.utilities.parser.models import SnsModel, SnsNotificationModel, SnsRecordModel
+from pydantic import BaseModel, ConfigDict, Field, Json, PlainValidator, ValidationError, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ptc_sync.redact import defang_links, redact
 from ptc_sync.report import (
     EVENT_TYPE,
     STRUCTURED_KEY,
     STRUCTURED_VERSION,
-    DescriptionSection,
     RepositoryRef,
     Tone,
     parse_repository_arn,
@@ -50,10 +57,6 @@ TONE_EMOJI: Final = {
 _CONSOLE_HOSTS: Final = {"aws-cn": "console.amazonaws.cn", "aws-us-gov": "console.amazonaws-us-gov.com"}
 
 
-class ReportFormatError(ValueError):
-    """The SNS message is not a ptc-sync run report; the message says which part is wrong."""
-
-
 class _Content(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -61,15 +64,6 @@ class _Content(BaseModel):
     title: str
     description: str = ""
     nextSteps: list[str] = Field(default_factory=list)
-
-
-class _Metadata(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    summary: str = ""
-    eventType: str = ""
-    relatedResources: list[str] = Field(default_factory=list)
-    additionalContext: dict[str, str] = Field(default_factory=dict)
 
 
 class _Section(BaseModel):
@@ -96,13 +90,137 @@ class _Structured(BaseModel):
     nextSteps: list[str] = Field(default_factory=list)
 
 
-class _Notification(BaseModel):
+class _Context(BaseModel):
+    """``metadata.additionalContext`` (Chatbot's map of strings): the structured report and run facts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    report: Json[_Structured] = Field(alias=STRUCTURED_KEY)
+    runId: str = ""
+    dryRun: str = ""
+    region: str = ""
+    account: str = ""
+    finishedAt: str = ""
+
+
+class _Metadata(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    summary: str = ""
+    eventType: str = Field(default="", validate_default=True)
+    relatedResources: list[str] = Field(default_factory=list)
+    additionalContext: _Context
+
+    @field_validator("eventType")
+    @classmethod
+    def _a_run_report(cls, value: str) -> str:
+        if value != EVENT_TYPE:
+            raise ValueError(f"eventType is {value[:80]!r}, not {EVENT_TYPE!r}")
+        return value
+
+
+class ReportMessage(BaseModel):
+    """The SNS message of a run report: an AWS Chatbot custom notification carrying the structured report."""
+
     model_config = ConfigDict(extra="ignore")
 
     version: Literal["1.0"]
     source: Literal["custom"]
     content: _Content
     metadata: _Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class NotAReport:
+    """An SNS message that is not a ptc-sync run report, and why (bounded: no input value echoed)."""
+
+    reason: str
+
+
+MAX_PROBLEMS: Final = 10  # a reason names this many validation problems at most
+_CONTEXT: Final = ("metadata", "additionalContext")
+_REPORT: Final = (*_CONTEXT, STRUCTURED_KEY)
+
+
+def _problem(err: ErrorDetails, strip: int) -> str:
+    where = ".".join(str(part) for part in err["loc"][strip:])[:64] or ("" if strip else "message")
+    return f"{where}: {err['msg'][:200]}" if where else err["msg"][:200]
+
+
+def _problems(errors: Sequence[ErrorDetails], *, strip: int = 0) -> str:
+    """``where: what`` per problem (``where`` without its first ``strip`` parts), input values left out."""
+    problems = "; ".join(_problem(err, strip) for err in errors[:MAX_PROBLEMS])
+    if len(errors) > MAX_PROBLEMS:
+        problems += f"; and {len(errors) - MAX_PROBLEMS} more problems"
+    return problems
+
+
+def _reason(exc: ValidationError) -> str:
+    """Why a message is not a run report, the first that applies: not JSON; not a Chatbot custom
+    notification; another event type; no (or a bad) structured report."""
+    errors = exc.errors()
+    unreadable = [err for err in errors if err["type"] == "json_invalid" and not err["loc"]]
+    if unreadable:
+        nested = "recursion limit" in unreadable[0]["msg"]
+        return "the SNS message is not JSON" + (" a report could be (nested too deeply)" if nested else "")
+    event_type = [err for err in errors if err["loc"] == ("metadata", "eventType")]
+    structured = [err for err in errors if err["loc"][: len(_REPORT)] == _REPORT or err["loc"] == _CONTEXT]
+    chatbot = [err for err in errors if err not in event_type and err not in structured]
+    if chatbot:
+        return f"not an AWS Chatbot custom notification: {_problems(chatbot)}"
+    if event_type:
+        return str(event_type[0].get("ctx", {}).get("error", event_type[0]["msg"]))
+    return f"additionalContext.{STRUCTURED_KEY}: {_structured_problems(structured)}"
+
+
+def _structured_problems(errors: Sequence[ErrorDetails]) -> str:
+    if any(err["loc"] in (_CONTEXT, _REPORT) and err["type"] == "missing" for err in errors):
+        return "missing (no structured report)"
+    if any(err["loc"][len(_REPORT) :] == ("version",) for err in errors):
+        return f"version: not {STRUCTURED_VERSION}"
+    return _problems(errors, strip=len(_REPORT))
+
+
+def read_message(message: object) -> ReportMessage | NotAReport:
+    """One SNS ``Message`` read as a run report (``ReportMessage``: JSON and validation in one pass), or
+    ``NotAReport`` with the reason. A Message that is not a string is the envelope's problem: it fails."""
+    if not isinstance(message, str):
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    try:
+        return ReportMessage.model_validate_json(message)
+    except ValidationError as exc:
+        return NotAReport(_reason(exc))
+
+
+class ReportNotificationModel(SnsNotificationModel):
+    """Powertools' SNS notification, its ``Message`` read as a run report in the same validation."""
+
+    Message: Annotated[ReportMessage | NotAReport, PlainValidator(read_message)]  # type: ignore[assignment]
+
+
+class ReportRecordModel(SnsRecordModel):
+    Sns: ReportNotificationModel
+
+
+class ReportEventModel(SnsModel):
+    """The SNS → Lambda event of the report topic, envelope and messages validated in one pass."""
+
+    Records: list[ReportRecordModel]  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSection:
+    """One section of the structured report: its heading and total, the lines kept (plain text, each
+    builder escapes it), how many tags (or errors) each line stands for, and how many were left out."""
+
+    heading: str
+    total: int
+    lines: tuple[str, ...]
+    hidden: int = 0
+    weights: tuple[int, ...] = ()  # a line not named: 1
+
+    def weight(self, index: int) -> int:
+        return self.weights[index] if index < len(self.weights) else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +237,7 @@ class ChatReport:
     headline: str  # plain text
     tone: Tone | None
     summary: str
-    sections: tuple[DescriptionSection, ...]
+    sections: tuple[ChatSection, ...]
     next_steps: tuple[str, ...]
     repositories: tuple[Link, ...]  # ECR console, one per repository with notable tags
     dashboard: Link | None
@@ -204,73 +322,32 @@ def safe_text(text: str) -> str:
     return defang_links(redact(text))
 
 
-def _safe_section(section: DescriptionSection) -> DescriptionSection:
-    return dataclasses.replace(
-        section, heading=safe_text(section.heading), lines=tuple(map(safe_text, section.lines))
-    )
-
-
-MAX_PROBLEMS: Final = 10  # a refusal names this many validation problems at most
-
-
-def _problems(exc: ValidationError) -> str:
-    errors = exc.errors()
-    problems = "; ".join(
-        f"{('.'.join(str(part) for part in err['loc']) or 'message')[:64]}: {err['msg'][:200]}"
-        for err in errors[:MAX_PROBLEMS]
-    )
-    if len(errors) > MAX_PROBLEMS:
-        problems += f"; and {len(errors) - MAX_PROBLEMS} more problems"
-    return problems
-
-
-def parse_report(message: str, *, dashboard_url: str | None = None) -> ChatReport:
-    """Read one SNS message body; ReportFormatError when it is not a ptc-sync run report."""
-    try:
-        notification = _Notification.model_validate(json.loads(message))
-    except json.JSONDecodeError:
-        raise ReportFormatError("the SNS message is not JSON") from None
-    except RecursionError:
-        raise ReportFormatError("the SNS message is not JSON a report could be (nested too deeply)") from None
-    except ValidationError as exc:
-        raise ReportFormatError(f"not an AWS Chatbot custom notification: {_problems(exc)}") from None
-    metadata = notification.metadata
-    if metadata.eventType != EVENT_TYPE:
-        raise ReportFormatError(f"eventType is {metadata.eventType[:80]!r}, not {EVENT_TYPE!r}")
-    context = metadata.additionalContext
-    if STRUCTURED_KEY not in context:
-        raise ReportFormatError(f"additionalContext.{STRUCTURED_KEY}: missing (no structured report)")
-    try:
-        report = _Structured.model_validate_json(context[STRUCTURED_KEY])
-    except ValidationError as exc:
-        problems = _problems(exc)
-        if f"version: Input should be {STRUCTURED_VERSION}" in problems:
-            problems = f"version: not {STRUCTURED_VERSION}"
-        raise ReportFormatError(f"additionalContext.{STRUCTURED_KEY}: {problems}") from None
-    repositories = [parse_repository_arn(arn) for arn in metadata.relatedResources]
+def chat_report(message: ReportMessage, *, dashboard_url: str | None = None) -> ChatReport:
+    """The run report a message carries, its outside text made safe for every builder."""
+    context = message.metadata.additionalContext
+    report = context.report
+    repositories = [parse_repository_arn(arn) for arn in message.metadata.relatedResources]
     return ChatReport(
         title=safe_text(report.title),
         headline=safe_text(report.headline),
         tone=report.tone,
         summary=safe_text(report.summary),
         sections=tuple(
-            _safe_section(
-                DescriptionSection(
-                    section.heading,
-                    section.total,
-                    tuple(section.lines),
-                    section.hidden,
-                    tuple(section.weights),
-                )
+            ChatSection(
+                safe_text(section.heading),
+                section.total,
+                tuple(map(safe_text, section.lines)),
+                section.hidden,
+                tuple(section.weights),
             )
             for section in report.sections
         ),
         next_steps=tuple(safe_text(step) for step in report.nextSteps),
         repositories=tuple(Link(ref.name, ecr_console_url(ref)) for ref in repositories if ref is not None),
         dashboard=Link("CloudWatch dashboard", dashboard_url) if dashboard_url else None,
-        run_id=safe_text(context.get("runId", "")),
-        dry_run=context.get("dryRun") == "true",
-        region=safe_text(context.get("region", "")),
-        account_id=safe_text(context.get("account", "")),
-        finished_at=safe_text(context.get("finishedAt", "")),
+        run_id=safe_text(context.runId),
+        dry_run=context.dryRun == "true",
+        region=safe_text(context.region),
+        account_id=safe_text(context.account),
+        finished_at=safe_text(context.finishedAt),
     )

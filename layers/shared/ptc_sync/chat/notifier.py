@@ -29,7 +29,7 @@ from typing import Any, Final, Protocol
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from ptc_sync.chat.model import ChatReport, ReportFormatError, parse_report
+from ptc_sync.chat.model import ChatReport, NotAReport, ReportMessage, chat_report
 from ptc_sync.chat.payloads import build_payload
 from ptc_sync.chat.poster import Delivery
 from ptc_sync.chat.text import PayloadTooLargeError
@@ -104,16 +104,18 @@ class ChatNotifier:
             return None
         return f"TopicArn {topic_arn[:300]!r} is not the stack's report topic"
 
-    def deliver(self, message_id: str, message: str) -> tuple[dict[str, Any], list[Delivery]]:
-        """Post one SNS message to every configured channel: its summary, and the failed deliveries
-        (already logged and counted)."""
-        try:
-            report = parse_report(message, dashboard_url=self._dashboard_url)
-        except ReportFormatError as exc:
+    def deliver(
+        self, message_id: str, message: ReportMessage | NotAReport
+    ) -> tuple[dict[str, Any], list[Delivery]]:
+        """Post one SNS message (as ``model.ReportEventModel`` read it) to every configured channel: its
+        summary, and the failed deliveries (already logged and counted)."""
+        if isinstance(message, NotAReport):
             logger.warning(
-                "not a ptc-sync run report, skipped", extra={"message_id": message_id, "reason": str(exc)}
+                "not a ptc-sync run report, skipped",
+                extra={"message_id": message_id, "reason": message.reason},
             )
-            return {"message_id": message_id, "status": "skipped", "reason": str(exc)}, []
+            return {"message_id": message_id, "status": "skipped", "reason": message.reason}, []
+        report = chat_report(message, dashboard_url=self._dashboard_url)
         deliveries = self._deliver(message_id, report)
         failures = [delivery for delivery in deliveries if not delivery.delivered]
         for delivery in deliveries:

@@ -1,8 +1,10 @@
 """The chat notifier function's use case: one SNS event from the report topic → every chat webhook.
 
 An event that is not an SNS event is logged and rejected without raising (a retry cannot fix it).
-SNS invokes the function with exactly one record: only the first record is delivered, and only when
-it comes from the stack's report topic; any other record is refused and logged, never posted.
+The event is validated in one pass, each record's message read as a run report with it
+(``model.ReportEventModel``); a message that is not one is skipped and logged, not rejected. SNS
+invokes the function with exactly one record: only the first record is delivered, and only when it
+comes from the stack's report topic; any other record is refused and logged, never posted.
 When any channel fails, ``ChatDeliveryError`` is raised after every record and channel was tried,
 so Lambda's asynchronous retries and on-failure destination take over (``notifier`` explains how a
 retry avoids posting twice to channels that already took the message).
@@ -15,9 +17,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import SnsModel
 from pydantic import ValidationError
 
+from ptc_sync.chat.model import ReportEventModel
 from ptc_sync.chat.notifier import ChatDeliveryError
 from ptc_sync.chat.poster import Delivery
 from ptc_sync.chat.wiring import get_notifier
@@ -34,7 +36,7 @@ def deliver_sns_event(raw_event: object) -> dict[str, Any]:
         logger.error("event rejected", extra={"reason": reason})
         return {"status": "rejected", "reason": reason}
     try:
-        event = parse(event=dict(raw_event), model=SnsModel)
+        event = parse(event=dict(raw_event), model=ReportEventModel)
     except ValidationError as exc:
         reason = _describe(exc)
         logger.error("event rejected", extra={"reason": reason})
@@ -50,11 +52,12 @@ def deliver_sns_event(raw_event: object) -> dict[str, Any]:
             if index
             else notifier.refusal(sns.TopicArn)
         )
+        message_id = sns.MessageId[:100]
         if refusal is not None:
-            logger.error("record refused", extra={"message_id": sns.MessageId[:100], "reason": refusal})
-            refused.append({"message_id": sns.MessageId[:100], "status": "refused", "reason": refusal})
+            logger.error("record refused", extra={"message_id": message_id, "reason": refusal})
+            refused.append({"message_id": message_id, "status": "refused", "reason": refusal})
             continue
-        summary, failed = notifier.deliver(sns.MessageId[:100], str(sns.Message))
+        summary, failed = notifier.deliver(message_id, sns.Message)
         messages.append(summary)
         failures.extend(failed)
     if failures:

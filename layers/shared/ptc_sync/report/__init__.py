@@ -5,8 +5,8 @@ in email and, structured, by the chat notifier. Pure: no I/O.
   title, subject, sections);
 - ``text``: the renderers (chat markdown description, plain-text email, next steps, escaping);
 - ``message``: the SNS message (Chatbot JSON content and metadata, attributes, ``build_notification``)
-  and the structured report the chat notifier reads in it (``structured_report``);
-- ``parse``: the description read back (``parse_description``), for readers other than the notifier.
+  and the structured report the chat notifier reads in it (``structured_report``): nothing reads the
+  markdown back.
 
 ``ReportKind.FIRST_RUN`` is the first run after a deploy: always published, it says how many tags
 ptc-sync now watches under how many rules, so a new user sees it work on a fleet that is all fresh.
@@ -58,7 +58,6 @@ from ptc_sync.report.model import (
     title,
     tone_of,
 )
-from ptc_sync.report.parse import DescriptionSection, ParsedDescription, line_weight, parse_description
 from ptc_sync.report.text import (
     description,
     email_text,
@@ -88,10 +87,8 @@ __all__ = [
     "ChatContent",
     "ChatMetadata",
     "ChatNotification",
-    "DescriptionSection",
     "MessageAttribute",
     "Notification",
-    "ParsedDescription",
     "PublishDecision",
     "ReportKind",
     "RepositoryRef",
@@ -106,12 +103,10 @@ __all__ = [
     "headline",
     "is_recovery",
     "keywords",
-    "line_weight",
     "message_attributes",
     "next_steps",
     "notable_kinds",
     "outside_text",
-    "parse_description",
     "parse_repository_arn",
     "related_resources",
     "repository_arn",

@@ -13,8 +13,9 @@ Teams; the webhook builders put each heading in their own dialect's bold.
 Text that came from outside (reasons, run errors, platforms, tag names) is redacted
 (``ptc_sync.redact``), kept to one bounded line and escaped for the chats AWS Chatbot renders it in:
 ``&``, ``<`` and ``>`` as entities (Slack: ``<!channel>`` must not ping a whole channel) and markdown
-links broken apart (Teams: a label must not hide where a link goes). ``parse.parse_description``
-undoes the escaping, so the webhook builders escape for their own dialect.
+links broken apart (Teams: a label must not hide where a link goes). The structured report the chat
+notifier reads (``message.structured_report``) carries the same lines unescaped, so the webhook
+builders escape for their own dialect.
 """
 
 from __future__ import annotations
