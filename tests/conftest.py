@@ -11,14 +11,10 @@ from types import ModuleType
 
 import pytest
 
-from testbed import lambdas
-from testbed.images import ImagePusher
-from testbed.registry import RegistryServer
-
-ROOT = Path(__file__).resolve().parent.parent
-REGISTRY_USER = ("ptc-user", "ptc-s3cret-password")
-
-# No test reaches a real AWS account: credentials are fake and the region fixed before boto3 loads.
+# No test reaches a real AWS account: credentials are fake and the region fixed before boto3 loads; and
+# the service is named before ptc_sync loads (testbed imports it), so each module's child Logger is the
+# service Logger's child (named after the service when it is created) and logs through its formatter,
+# appended keys (run_id) included, as in Lambda.
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -32,6 +28,13 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+from testbed import lambdas
+from testbed.images import ImagePusher
+from testbed.registry import RegistryServer
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY_USER = ("ptc-user", "ptc-s3cret-password")
 
 
 def _registry_children() -> list[str]:
