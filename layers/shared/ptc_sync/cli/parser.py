@@ -87,14 +87,18 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
-def _scope_options(parser: argparse.ArgumentParser) -> None:
+def _table_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, why: str = "") -> None:
+    """``--table``: the stack's state table, and what the command reads or writes in it."""
     parser.add_argument(
         "--table",
         default=os.environ.get("PTC_TABLE_NAME"),
         metavar="NAME",
-        help="the stack's StateTableName output (default: $PTC_TABLE_NAME): its ledger says which tags "
-        "are ptc-sync's backups (read only)",
+        help=f"the stack's StateTableName output (default: $PTC_TABLE_NAME){': ' + why if why else ''}",
     )
+
+
+def _scope_options(parser: argparse.ArgumentParser) -> None:
+    _table_option(parser, "its ledger says which tags are ptc-sync's backups (read only)")
     scope = parser.add_argument_group("scope (as the scheduled sync's settings)")
     scope.add_argument("--rule", action="append", metavar="PREFIX", help="only this rule prefix (repeatable)")
     scope.add_argument(
@@ -110,12 +114,10 @@ def _scope_options(parser: argparse.ArgumentParser) -> None:
 
 def _write_options(parser: argparse.ArgumentParser, *, verify: bool, generations: bool) -> None:
     parser.add_argument("--dry-run", action="store_true", help="say what would be done; write nothing")
-    parser.add_argument(
-        "--table",
-        default=os.environ.get("PTC_TABLE_NAME"),
-        metavar="NAME",
-        help="the stack's StateTableName output (default: $PTC_TABLE_NAME): its refresh journal, lease "
-        "and backup ledger make a refresh safe from a crash and from a concurrent run",
+    _table_option(
+        parser,
+        "its refresh journal, lease and backup ledger make a refresh safe from a crash and from a "
+        "concurrent run",
     )
     if verify:
         parser.add_argument(
@@ -137,12 +139,7 @@ def _write_options(parser: argparse.ArgumentParser, *, verify: bool, generations
 
 def _state_options(parser: argparse.ArgumentParser, *, since: str) -> None:
     state = parser.add_argument_group("state table")
-    state.add_argument(
-        "--table",
-        default=os.environ.get("PTC_TABLE_NAME"),
-        metavar="NAME",
-        help="the stack's StateTableName output (default: $PTC_TABLE_NAME)",
-    )
+    _table_option(state)
     state.add_argument(
         "--since",
         default=since,
@@ -186,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("image", metavar=image[0], help=image[1])
         _write_options(sub, verify=verify, generations=generations)
 
+    def state_command(
+        name: str, help_text: str, handler: Callable[[Context], int], since: str
+    ) -> argparse.ArgumentParser:
+        """A command that reads the stack's state table (no writes), ``since`` back by default."""
+        sub = command(name, f"{help_text} (no writes)", handler)
+        _state_options(sub, since=since)
+        return sub
+
     status = command(
         "status",
         "every cached tag with its cached and upstream digest, age and outcome (no writes)",
@@ -221,24 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
         verify=True,
         generations=False,
     )
-    hist = command(
-        "history",
-        "refreshes and failures the stack recorded in its state table (no writes)",
-        history.cmd_history,
-    )
-    _state_options(hist, since="24h")
-    hist.add_argument(
+    state_command(
+        "history", "refreshes and failures the stack recorded in its state table", history.cmd_history, "24h"
+    ).add_argument(
         "--repository", action="append", metavar="PATTERN", help="only repositories matching (repeatable)"
     )
-    runs = command(
-        "runs",
-        "the stack's runs with a refresh or a failure, or one run's tags (no writes)",
-        history.cmd_runs,
-    )
-    _state_options(runs, since="7d")
-    runs.add_argument(
-        "run_id", nargs="?", metavar="RUN_ID", help="one run: its progress and every tag it named"
-    )
+    state_command(
+        "runs", "the stack's runs with a refresh or a failure, or one run's tags", history.cmd_runs, "7d"
+    ).add_argument("run_id", nargs="?", metavar="RUN_ID", help="one run: its progress and every tag it named")
     trigger = command(
         "trigger",
         "ask the deployed stack for a run: a Sync Request on its request bus (needs --stack-name)",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ptc_sync.state import (
     EXPIRES_AT,
@@ -123,6 +123,12 @@ class DynamoJournal:
             request["ExpressionAttributeValues"] = values
         self._call("PutItem", partial(self.client.put_item, **request))
 
+    def _write(self, operation: Literal["DeleteItem", "UpdateItem"], key: Item, **expressions: Any) -> None:
+        """One DeleteItem or UpdateItem of the item at ``key``, with its condition, update and attribute
+        names and values as the request names them."""
+        method = self.client.delete_item if operation == "DeleteItem" else self.client.update_item
+        self._call(operation, partial(method, TableName=self.table_name, Key=key, **expressions))
+
     def _held(self, failed: ConditionFailedError) -> LeaseHeldError:
         return LeaseHeldError(_lease_from(failed.item) if failed.item else None)
 
@@ -182,16 +188,12 @@ class DynamoJournal:
 
     def release(self, lease: Lease) -> None:
         try:
-            self._call(
+            self._write(
                 "DeleteItem",
-                partial(
-                    self.client.delete_item,
-                    TableName=self.table_name,
-                    Key=_lease_key(lease.repository, lease.tag),
-                    ConditionExpression="#owner = :owner",
-                    ExpressionAttributeNames={"#owner": "owner"},
-                    ExpressionAttributeValues={":owner": {"S": lease.owner}},
-                ),
+                _lease_key(lease.repository, lease.tag),
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": lease.owner}},
             )
         except ConditionFailedError:
             return  # taken over after it expired: the new holder closes it
@@ -234,24 +236,17 @@ class DynamoJournal:
             ) from None
 
     def mark_kept(self, record: BackupRecord) -> None:
-        self._call(
+        self._write(
             "UpdateItem",
-            partial(
-                self.client.update_item,
-                TableName=self.table_name,
-                Key=_backup_key(record.repository, record.backup_tag),
-                UpdateExpression="SET #status = :kept",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":kept": {"S": BackupStatus.KEPT.value}},
-            ),
+            _backup_key(record.repository, record.backup_tag),
+            UpdateExpression="SET #status = :kept",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":kept": {"S": BackupStatus.KEPT.value}},
         )
 
     def forget_backups(self, repository: str, backup_tags: Sequence[str]) -> None:
         for tag in backup_tags:
-            self._call(
-                "DeleteItem",
-                partial(self.client.delete_item, TableName=self.table_name, Key=_backup_key(repository, tag)),
-            )
+            self._write("DeleteItem", _backup_key(repository, tag))
 
     def backups(self, repository: str) -> list[BackupRecord]:
         items = self._call.query(
