@@ -22,7 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
+
+import urllib3
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,30 @@ class Recorded:
 
 
 Responder = Callable[[Recorded], Reply]
+
+
+# not passed back from the registry a request was forwarded to: the server frames its own answer
+HOP_HEADERS: Final = frozenset({"connection", "transfer-encoding", "keep-alive", "content-length", "date"})
+
+
+def forward(http: urllib3.PoolManager, base_url: str, rec: Recorded, *, headers: frozenset[str]) -> Reply:
+    """``rec`` sent on to the server at ``base_url`` with only the request ``headers`` named (lower case),
+    its answer as a Reply: redirects not followed, hop-by-hop headers dropped, a HEAD's Content-Length
+    kept; 502 when that server cannot be reached."""
+    try:
+        resp = http.request(
+            rec.method,
+            base_url + rec.path,
+            headers={k: v for k, v in rec.headers.items() if k in headers},
+            redirect=False,
+            preload_content=True,
+        )
+    except urllib3.exceptions.HTTPError:
+        return Reply(502)
+    out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
+    if rec.method == "HEAD" and "Content-Length" in resp.headers:
+        out["Content-Length"] = resp.headers["Content-Length"]
+    return Reply(resp.status, out, b"" if rec.method == "HEAD" else bytes(resp.data))
 
 
 def json_reply(status: int, doc: Any, headers: Mapping[str, str] | None = None) -> Reply:

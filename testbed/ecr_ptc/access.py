@@ -51,11 +51,10 @@ from moto.sts.exceptions import STSClientError
 from moto.sts.models import sts_backends
 from moto.sts.responses import TokenResponse
 
-from testbed.fault_server import FaultServer, Recorded, Reply
+from testbed.fault_server import FaultServer, Recorded, Reply, forward
 
 ECR_SERVICE_PRINCIPAL: Final = "pullthroughcache.ecr.amazonaws.com"
 PULL_ACTION: Final = "ecr:BatchGetImage"
-HOP_HEADERS: Final = frozenset({"connection", "transfer-encoding", "keep-alive", "content-length", "date"})
 _MISSING: Final = object()
 
 
@@ -367,18 +366,4 @@ class EcrRegistryGate(FaultServer):
         return self._proxy(rec)
 
     def _proxy(self, rec: Recorded) -> Reply:
-        headers = {k: v for k, v in rec.headers.items() if k in {"accept", "content-type"}}
-        try:
-            resp = self._http.request(
-                rec.method,
-                self.registry_url + rec.path,
-                headers=headers,
-                redirect=False,
-                preload_content=True,
-            )
-        except urllib3.exceptions.HTTPError:
-            return Reply(502)
-        out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
-        if rec.method == "HEAD" and "Content-Length" in resp.headers:
-            out["Content-Length"] = resp.headers["Content-Length"]
-        return Reply(resp.status, out, b"" if rec.method == "HEAD" else bytes(resp.data))
+        return forward(self._http, self.registry_url, rec, headers=frozenset({"accept", "content-type"}))

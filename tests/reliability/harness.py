@@ -47,7 +47,7 @@ from ptc_sync.refresh import is_backup_tag
 from ptc_sync.registry import RegistryClient, RetryPolicy
 from ptc_sync.state import DynamoStateStore
 from ptc_sync.upstream_access import ExplainingResolver
-from testbed.fault_server import FaultServer, Recorded, Reply
+from testbed.fault_server import FaultServer, Recorded, Reply, forward
 from testbed.images import PushedImage
 from testbed.lambdas import Stack
 from testbed.registry import RegistryServer
@@ -60,7 +60,6 @@ FAST_RETRY = RetryPolicy(
 )
 READ_TIMEOUT = 0.4
 PLATFORMS = ("linux/amd64", "linux/arm64")
-HOP_HEADERS = frozenset({"connection", "transfer-encoding", "keep-alive", "content-length", "date"})
 
 
 # -- upstream ------------------------------------------------------------------------------------------
@@ -128,21 +127,8 @@ class FaultyUpstream(FaultServer):
         return self._proxy(rec)
 
     def _proxy(self, rec: Recorded) -> Reply:
-        headers = {k: v for k, v in rec.headers.items() if k in {"accept", "authorization", "content-type"}}
-        try:
-            resp = self._http.request(
-                rec.method,
-                self.registry_url + rec.path,
-                headers=headers,
-                redirect=False,
-                preload_content=True,
-            )
-        except urllib3.exceptions.HTTPError:
-            return Reply(502)
-        out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP_HEADERS}
-        if rec.method == "HEAD" and "Content-Length" in resp.headers:
-            out["Content-Length"] = resp.headers["Content-Length"]
-        return Reply(resp.status, out, b"" if rec.method == "HEAD" else bytes(resp.data))
+        forwarded = frozenset({"accept", "authorization", "content-type"})
+        return forward(self._http, self.registry_url, rec, headers=forwarded)
 
 
 def manifest_path(upstream_repo: str, tag: str) -> Callable[[str], bool]:
