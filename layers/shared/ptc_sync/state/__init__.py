@@ -11,6 +11,7 @@ One module per concern; every name importable from ``ptc_sync.state`` as before:
 - ``table``: one DynamoDB call done safely, and the plumbing the adapters share;
 - ``dynamo``: ``DynamoStateStore``, the three adapters (``dynamo_tags``, ``dynamo_budget``,
   ``dynamo_runs``) on one table; its docstring has the schema and the consistency rules;
+- ``memory``: ``MemoryStateStore``, the three ports in memory (the CLI without a table, the fast tests);
 - ``idempotency``: the Powertools persistence layer on the same table.
 """
 
@@ -32,6 +33,7 @@ from ptc_sync.state.codec import (
 from ptc_sync.state.dynamo import DynamoStateStore
 from ptc_sync.state.dynamo_tags import TTL_REFRESH
 from ptc_sync.state.idempotency import idempotency_persistence
+from ptc_sync.state.memory import MemoryStateStore
 from ptc_sync.state.policy import (
     MAX_BACKOFF,
     Change,
@@ -83,6 +85,7 @@ __all__ = [
     "Change",
     "ConditionFailedError",
     "DynamoStateStore",
+    "MemoryStateStore",
     "PullBudget",
     "RunLedger",
     "RunProgress",
