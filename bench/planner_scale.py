@@ -28,7 +28,6 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -151,6 +150,13 @@ class StandInState:
         return len(items)
 
 
+class NoUpstream:
+    """No tag discovery spec is planned here: the upstream is never asked."""
+
+    def list_tags(self, ref: object, page_size: int = 1000) -> Iterator[str]:
+        raise AssertionError("the planner bench plans no tag discovery")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -166,8 +172,15 @@ def main() -> None:
     settings = SyncSettings()
     now = datetime(2026, 12, 2, 12, tzinfo=UTC)
     discovery = Discovery(EcrAdapter(ecr), store, settings, now=lambda: now)  # type: ignore[arg-type]
-    engine = SimpleNamespace(settings=settings, now=lambda: now, registry=None, discovery=discovery)
-    planner = Planner(engine, store, store, discovery=discovery, repairs=store)  # type: ignore[arg-type]
+    planner = Planner(
+        store,  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        settings=settings,
+        now=lambda: now,
+        discovery=discovery,
+        repairs=store,
+        upstream=NoUpstream(),
+    )
 
     tracemalloc.start()
     started = time.perf_counter()

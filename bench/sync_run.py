@@ -26,6 +26,7 @@ os.environ.update(
     }
 )
 
+from ptc_sync.local_run import run_locally
 from ptc_sync.models import Outcome
 from testbed.registry import RegistryServer
 from testbed.sandbox import Sandbox
@@ -68,9 +69,9 @@ def main() -> None:
         def count(model: Any, **_: Any) -> None:
             ecr_calls[model.name] += 1
 
-        app.engine.ecr.client.meta.events.register("before-parameter-build.ecr", count)
+        app.ecr.client.meta.events.register("before-parameter-build.ecr", count)
         t1 = time.perf_counter()
-        report = app.engine.run()
+        report = run_locally(app)
         wall = time.perf_counter() - t1
 
     outcomes = Counter(r.outcome.value for r in report.results)

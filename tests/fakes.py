@@ -11,13 +11,12 @@
   (``state.next_tag_state``, ``state.should_alert``).
 - ``FakeNotifier``, ``FakeQueue``; ``journal.LocalJournal`` is the journal and ledger fake.
 - ``FakeClock`` and ``FakeContext`` live in ``testbed.runtime`` (the testbed uses them too).
-- ``Fakes`` wires them into the real ``Refresher``, ``Repairer``, ``SyncEngine``, ``Checker`` and
+- ``Fakes`` wires them into the real ``Refresher``, ``Repairer``, ``Comparer``, ``Checker`` and
   ``Planner``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,20 +35,21 @@ from ptc_sync.models import (
     RateLimitStatus,
     ResolvedDigest,
     RunReport,
-    TagResult,
     UpstreamKind,
     UpstreamRef,
     sha256_digest,
 )
 from ptc_sync.names import is_tag
+from ptc_sync.ondemand import RequestPlanner
 from ptc_sync.planner import Planner
 from ptc_sync.refresh import Refresher
 from ptc_sync.registry.errors import NotFoundError, RegistryError
 from ptc_sync.repair import Repairer
 from ptc_sync.report import PublishDecision, ReportKind
+from ptc_sync.request_window import RequestWindow
 from ptc_sync.settings import SyncSettings
-from ptc_sync.state import RunProgress, TagState, TagUpdate, next_tag_state, should_alert
-from ptc_sync.sync import SyncEngine
+from ptc_sync.state import MemoryStateStore
+from ptc_sync.sync import Comparer
 from ptc_sync.upstream import rule_for_repository, upstream_for
 from ptc_sync.work import WorkItem
 from testbed.runtime import FakeClock, FakeContext
@@ -350,85 +350,9 @@ class FakeEcr:
 # -- state, notifier, queue ----------------------------------------------------------------------------
 
 
-class FakeState:
-    """The run state in memory: tag history on the real policy, the pull budget, runs and results."""
-
-    def __init__(self) -> None:
-        self.tags: dict[tuple[str, str], TagState] = {}
-        self.limits: dict[str, RateLimitStatus] = {}
-        self.spent: dict[str, int] = {}
-        self.runs: dict[str, RunProgress] = {}
-        self.results: dict[str, list[TagResult]] = {}
-        self._batches: set[tuple[str, str]] = set()
-
-    # ``**options``: the store's read options (``consistent=``, ``previous=``): the fake is always
-    # consistent, and always folds into what it holds
-    def tag_state(self, repository: str, tag: str, **options: object) -> TagState | None:
-        return self.tags.get((repository, tag))
-
-    def tag_states(
-        self, keys: Iterable[tuple[str, str]], **options: object
-    ) -> dict[tuple[str, str], TagState]:
-        return {key: self.tags[key] for key in keys if key in self.tags}
-
-    def record_tag(self, result: TagResult, checked_at: datetime, **options: object) -> TagUpdate:
-        previous = self.tags.get((result.repository, result.tag))
-        current = next_tag_state(previous, result, checked_at)
-        self.tags[(result.repository, result.tag)] = current
-        return TagUpdate(previous, current, should_alert(previous, result))
-
-    def rate_limit(self, host: str) -> RateLimitStatus | None:
-        return self.limits.get(host)
-
-    def observe_rate_limit(self, status: RateLimitStatus, observed_at: datetime | None = None) -> bool:
-        self.limits[status.host] = status
-        return True
-
-    def reserve_pulls(self, host: str, n: int, reserve: int, now: datetime) -> bool:
-        status = self.limits.get(host)
-        if status is None or status.remaining is None:
-            return True
-        left = status.remaining - self.spent.get(host, 0)
-        if left - n < reserve:
-            return False
-        self.spent[host] = self.spent.get(host, 0) + n
-        return True
-
-    def start_run(self, run_id: str, expected_items: int, started_at: datetime) -> None:
-        self.runs[run_id] = RunProgress(run_id, expected_items, 0, started_at, False)
-        self.results[run_id] = []
-
-    def record_results(
-        self, run_id: str, results: Sequence[TagResult], *, batch_id: str | None = None
-    ) -> bool:
-        if batch_id is not None:
-            if (run_id, batch_id) in self._batches:
-                return False
-            self._batches.add((run_id, batch_id))
-        progress = self.runs.get(run_id)
-        if progress is None:
-            self.start_run(run_id, 1, START)
-            progress = self.runs[run_id]
-        self.results[run_id].extend(results)
-        done = progress.done + 1  # done counts work items, as the table does
-        won = done >= progress.expected and not progress.summarised
-        self.runs[run_id] = RunProgress(
-            run_id, progress.expected, done, progress.started_at, won or progress.summarised
-        )
-        return won
-
-    def extend_run(self, run_id: str, more_items: int, key: str) -> None:
-        if (run_id, f"split:{key}") in self._batches:
-            return
-        self._batches.add((run_id, f"split:{key}"))
-        progress = self.runs[run_id]
-        self.runs[run_id] = dataclasses.replace(progress, expected=progress.expected + more_items)
-
-    def run_progress(self, run_id: str) -> RunProgress | None:
-        return self.runs.get(run_id)
-
-    def run_results(self, run_id: str) -> list[TagResult]:
-        return list(self.results.get(run_id, []))
+# the run state in memory is the package's own (tag history on the real policy, the pull budget,
+# runs and results): the fake is the adapter the CLI uses without a table
+FakeState = MemoryStateStore
 
 
 @dataclass
@@ -495,21 +419,17 @@ class Fakes:
     def discovery(self) -> Discovery:
         return Discovery(self.ecr, self.journal, self.settings, now=self.clock.now)  # type: ignore[arg-type]
 
-    def engine(self) -> SyncEngine:
-        return SyncEngine(
-            self.ecr,  # type: ignore[arg-type]
-            self.registry,
-            self.refresher(),
-            self.settings,
-            self.discovery(),
-            now=self.clock.now,
-        )
+    def comparer(self) -> Comparer:
+        return Comparer(self.registry, self.refresher(), self.settings)
 
     def checker(self) -> Checker:
         return Checker(
-            self.engine(),
-            self.state,
-            self.notifier,
+            settings=self.settings,
+            now=self.clock.now,
+            comparer=self.comparer(),
+            ecr=self.ecr,  # type: ignore[arg-type]
+            state=self.state,
+            notifier=self.notifier,
             discovery=self.discovery(),
             refresher=self.refresher(),
             repairer=self.repairer(),
@@ -520,7 +440,22 @@ class Fakes:
 
     def planner(self) -> Planner:
         return Planner(
-            self.engine(), self.queue, self.state, discovery=self.discovery(), repairs=self.repairer()
+            self.queue,
+            self.state,
+            settings=self.settings,
+            now=self.clock.now,
+            discovery=self.discovery(),
+            repairs=self.repairer(),
+            upstream=self.registry,
+        )
+
+    def request_planner(self, window: RequestWindow | None = None) -> RequestPlanner:
+        return RequestPlanner(
+            settings=self.settings,
+            now=self.clock.now,
+            discovery=self.discovery(),
+            ecr=self.ecr,  # type: ignore[arg-type]
+            window=window,
         )
 
     # -- the world -----------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ def test_sync_request_by_name_with_check_compares_and_writes_nothing(
     name = cache(box, unique_repo, "lts")
     box.pusher.push_image(unique_repo, "lts", layers=1)
     app = use(box)
-    ecr = AwsFaults(app.engine.ecr.client)
+    ecr = AwsFaults(app.ecr.client)
     forget_events(stack)
 
     put_sync_request(box, {"repositories": [name], "tags": ["lts"], "action": "check"})
@@ -267,7 +267,7 @@ def test_malformed_sync_request_is_rejected_with_the_reason(
     box: Sandbox, stack: Stack, detail: dict[str, Any] | None, expected: list[str]
 ) -> None:
     app = use(box)
-    ecr = AwsFaults(app.engine.ecr.client)
+    ecr = AwsFaults(app.ecr.client)
     event = load_event("sync-request-malformed.json") if detail is None else sync_request(detail)
 
     answer = stack.requests(event, FakeContext("requests"))

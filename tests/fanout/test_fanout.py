@@ -99,7 +99,7 @@ def test_a_retryable_failure_retries_only_its_own_record(
     app = use(box)
     planned = stack.schedule(load_event("scheduled.json"))
     assert planned["messages"] == 3
-    ecr = AwsFaults(app.engine.ecr.client)
+    ecr = AwsFaults(app.ecr.client)
     state = AwsFaults(app.state.client)  # type: ignore[union-attr]
     if fault == "ecr-throttled":
         ecr.fail(
@@ -160,7 +160,7 @@ def test_a_redelivered_record_does_nothing_twice(box: Sandbox, stack: Stack, uni
             WorkItem(run_id=run_id, kind=WorkKind.CHECK, repository=fresh, tags=("1.27",)),
         ],
     )
-    ecr = AwsFaults(app.engine.ecr.client)
+    ecr = AwsFaults(app.ecr.client)
 
     first = stack.checker(event, FakeContext("checker"))
 
@@ -214,7 +214,7 @@ def test_a_record_failing_every_time_is_dead_lettered_and_its_run_never_summaris
         cache(box, repo, "1.0")
     app = use(box)
     planned = stack.schedule(load_event("scheduled.json"))
-    ecr = AwsFaults(app.engine.ecr.client)
+    ecr = AwsFaults(app.ecr.client)
     ecr.fail(
         "DescribeImages",
         "ThrottlingException",
@@ -244,7 +244,7 @@ def test_malformed_work_items_are_dropped_with_the_reason_not_retried(
     box: Sandbox, stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = use(box)
-    ecr = AwsFaults(app.engine.ecr.client)
+    ecr = AwsFaults(app.ecr.client)
     ddb = AwsFaults(app.state.client)  # type: ignore[union-attr]
     event = load_event("sqs-work-malformed.json")
     truncated, hostile = (r["messageId"] for r in event["Records"])

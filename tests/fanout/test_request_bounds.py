@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from ptc_sync import ondemand
 from ptc_sync.ondemand import (
     EcrPullThroughCacheEvent,
-    RequestPlanner,
     SyncRequestEvent,
     parse_request_event,
     request_source,
@@ -174,7 +173,7 @@ def test_a_sync_request_of_another_account_selects_nothing(box: Sandbox, unique_
     box.pusher.push_image(unique_repo, "1", layers=1)
     name = cache(box, unique_repo, "1")
     app = use(box)
-    planner = RequestPlanner(app.planner())
+    planner = app.request_planner()
     foreign = SyncRequestEvent.model_validate(request({"repositories": [name]}, account=FOREIGN))
     own = SyncRequestEvent.model_validate(request({"repositories": [name]}, account=app.settings.account_id))
 

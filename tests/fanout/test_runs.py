@@ -123,7 +123,7 @@ def test_a_failure_is_alerted_once_while_it_persists_then_on_recovery(
     name = cache(box, unique_repo, "lts")
     new = box.pusher.push_image(unique_repo, "lts", layers=1)
     app = use(box)
-    ecr = AwsFaults(app.engine.ecr.client)
+    ecr = AwsFaults(app.ecr.client)
     ecr.fail("PutImage", "AccessDeniedException", "not authorized to perform: ecr:PutImage", times=None)
 
     failed, _ = schedule(stack)
@@ -237,7 +237,7 @@ def test_a_failure_that_recovers_without_a_refresh_is_told(
     name = cache(box, unique_repo, "lts")
     box.pusher.push_image(unique_repo, "lts", layers=1)
     app = use(box)
-    AwsFaults(app.engine.ecr.client).fail("PutImage", "AccessDeniedException", "denied", times=None)
+    AwsFaults(app.ecr.client).fail("PutImage", "AccessDeniedException", "denied", times=None)
     schedule(stack)
     assert len(reports(box)) == 1, "the failure is told"
     box.pusher.put_manifest(unique_repo, "lts", old.manifest, old.media_type)  # upstream reverted

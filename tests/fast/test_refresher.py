@@ -160,7 +160,7 @@ def test_an_unrecorded_backup_named_tag_is_checked_like_any_tag() -> None:
     fakes = Fakes()
     look_alike = "ptc-sync-prev--lts--20200101T000000Z"
     fakes.cached(REPO, look_alike)
-    found = fakes.engine().discover_repository(REPO)
+    found = fakes.discovery().discover_repository(REPO)
     assert [t.cached.tag for t in found.targets] == [look_alike]
     assert found.backups == {}
 

@@ -23,7 +23,7 @@ EVENT_ID = "8d0a1c2e-1111-4222-8333-444444444444"
 
 
 def requests(fakes: Fakes, window: LocalRequestWindow | None = None) -> RequestPlanner:
-    return RequestPlanner(fakes.planner(), window=window if window is not None else LocalRequestWindow())
+    return fakes.request_planner(window if window is not None else LocalRequestWindow())
 
 
 def envelope(source: str, detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import pytest
 from moto import mock_aws
 
 from ptc_sync.credentials import EcrAuthorizationCredentials, UpstreamRoleTrustError
+from ptc_sync.local_run import run_locally
 from ptc_sync.models import Outcome, TagResult, UpstreamKind, UpstreamRef
 from ptc_sync.registry.errors import ForbiddenError
 from ptc_sync.settings import SyncSettings
@@ -108,7 +109,7 @@ def testbed(registry: RegistryServer, pusher: ImagePusher) -> Iterator[Bed]:
 
 
 def results_of(app: App, repository: str) -> dict[str, TagResult]:
-    report = app.engine.run()
+    report = run_locally(app)
     return {r.tag: r for r in report.results if r.repository == repository}
 
 

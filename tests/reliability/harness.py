@@ -18,7 +18,6 @@ Retry-After), so waiting costs nothing real; only socket timeouts are real (and 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -46,7 +45,6 @@ from ptc_sync.models import TagResult
 from ptc_sync.refresh import is_backup_tag
 from ptc_sync.registry import RegistryClient, RetryPolicy
 from ptc_sync.state import DynamoStateStore
-from ptc_sync.upstream_access import ExplainingResolver
 from testbed.fault_server import FaultServer, Recorded, Reply, forward
 from testbed.images import PushedImage
 from testbed.lambdas import Stack
@@ -300,16 +298,9 @@ def build(world: World, **settings: Any) -> App:
     faults = SessionFaults(session)
     clock = box.clock  # the registry client sleeps on it too: backoff and Retry-After cost nothing
     settings.setdefault("verify_timeout_seconds", 30)
-    app = wiring.build_app(
-        box.settings(**settings),
-        session=session,
-        upstream_override=box.upstreams,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        now=box.clock.now,
-    )
+    built = box.settings(**settings)
     ecr_reader = EcrAuthorizationCredentials(
-        sts_client=session.client("sts"), read_roles=app.settings.upstream_role_arns
+        sts_client=session.client("sts"), read_roles=built.upstream_role_arns
     )
     credentials = RuleCredentialProvider(
         secrets=SecretsManagerCredentials(session.client("secretsmanager"), max_age=0),
@@ -323,8 +314,16 @@ def build(world: World, **settings: Any) -> App:
         retry=FAST_RETRY,
         clock=clock,
     )
-    app.engine.registry = ExplainingResolver(registry, ecr_reader)
-    return App(dataclasses.replace(app, registry=registry), faults, clock)
+    app = wiring.build_app(
+        built,
+        session=session,
+        upstream_override=box.upstreams,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        now=box.clock.now,
+        registry=registry,
+    )
+    return App(app, faults, clock)
 
 
 # -- cached images -------------------------------------------------------------------------------------

@@ -419,7 +419,7 @@ def test_only_ledger_tags_are_backups(world: World, caplog: pytest.LogCaptureFix
     assert named_like_backups == {record.backup_tag, FAKE_NEWEST, FAKE_OLDEST}
     assert v1 not in after.values(), "the first refresh's backup was not pruned"
 
-    rolled = second.app.engine.refresher.rollback(name, "stable", second.app.ledger.backups(name))
+    rolled = second.app.refresher.rollback(name, "stable", second.app.ledger.backups(name))
     assert rolled.ok, rolled
     assert (rolled.new_digest, rolled.backup_tag) == (v2, record.backup_tag)
     assert world.tags(name)["stable"] == v2, "rollback restored something else than the real previous image"
@@ -443,7 +443,7 @@ def test_a_128_character_tag_gets_an_addressable_backup(
     assert re.fullmatch(TAG_RE, record.backup_tag), record.backup_tag
     after = world.tags(name)
     assert after[record.backup_tag] == cached.before[long_tag]
-    rolled = app.app.engine.refresher.rollback(name, long_tag, app.app.ledger.backups(name))
+    rolled = app.app.refresher.rollback(name, long_tag, app.app.ledger.backups(name))
     assert rolled.ok, rolled
     assert rolled.new_digest == cached.before[long_tag]
     assert world.tags(name)[long_tag] == cached.before[long_tag]
@@ -562,7 +562,7 @@ def test_no_time_for_a_refresh_leaves_the_tags_stale_and_untouched(
     cached = harness.cache_repo(world, "no-time", stale=("stable", "edge"), fresh=("pinned",))
     name = cached.name
     app = harness.build(world, repository_include=name)
-    worst = app.app.engine.refresher.worst_case
+    worst = app.app.refresher.worst_case
     context = harness.lambda_context("checker", lambda: int((worst - 10) * 1000))
     out = harness.run_fanout(world, app, app, lambda: caplog.records, checker_context=context)
 
@@ -584,7 +584,7 @@ def test_time_running_out_before_the_remove_leaves_the_tag(
     cached = harness.cache_repo(world, "time-mid-refresh", stale=("stable",), fresh=())
     name, box = cached.name, world.box
     app = harness.build(world, repository_include=name)
-    worst = app.app.engine.refresher.worst_case
+    worst = app.app.refresher.worst_case
     deadline = box.clock.now() + timedelta(seconds=worst + 5)
     context = harness.lambda_context(
         "checker", lambda: max(0, int((deadline - box.clock.now()).total_seconds() * 1000))

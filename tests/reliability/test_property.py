@@ -1,6 +1,7 @@
 """Randomised runs: Hypothesis generates caches (repositories, tags, single- or multi-arch), upstream
 changes (retag, delete, unchanged) and fault sequences (AWS errors at any refresh step, once, twice or
-for good; upstream HTTP errors; imports that finish late or never), runs the engine and checks the
+for good; upstream HTTP errors; imports that finish late or never), runs a sync (``local_run``: the
+checker's path, on a state of its own, so no backoff holds the second run back) and checks the
 invariant of the fault matrix over every example: no tag is lost or left on a digest nobody verified,
 and every call count stays bounded. Once the faults clear, a second run converges: every tag upstream
 moved is refreshed (or already fresh), none is lost.
@@ -19,8 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ptc_sync.local_run import run_locally
 from ptc_sync.models import Outcome
 from ptc_sync.refresh import is_backup_tag
+from ptc_sync.state import MemoryStateStore
 from testbed.fault_server import Reply
 from testbed.registry import RegistryServer
 from tests.reliability import harness
@@ -162,7 +165,7 @@ def test_no_tag_is_lost_whatever_fails(
     inject(world, app, pairs, faults)
     never = any(f.kind == "import-never" for f in faults)
 
-    report = app.app.engine.run()
+    report = run_locally(app.app, state=MemoryStateStore(app.clock.now))
     world.upstream.heal()
 
     problems = [p for c in cached for p in harness.check_invariant(world, c, list(report.results))]
@@ -186,7 +189,7 @@ def test_no_tag_is_lost_whatever_fails(
         return  # ECR never finishes that import: no run can converge, and none must lose the tag
     # the faults cleared: the next run converges, and still loses nothing
     again = harness.build(world, **scope)
-    second = again.app.engine.run()
+    second = run_locally(again.app, state=MemoryStateStore(again.clock.now))
     both = [*report.results, *second.results]  # a digest verified by either run
     problems = [p for c in cached for p in harness.check_invariant(world, c, both)]
     outcomes = {r.image: r for r in second.results}

@@ -116,7 +116,7 @@ def test_a_background_import_is_waited_for_through_the_endpoint(
     pushed = box.pusher.push_image(unique_repo, "big")
     name = f"ecr-public/{unique_repo}"
     box.emulator.import_in_background(name, "big", ready_after_calls=2)
-    refresher = build_app(import_path="endpoint").engine.refresher
+    refresher = build_app(import_path="endpoint").refresher
 
     result = refresher.prewarm(name, "big")
 
@@ -152,7 +152,7 @@ def test_refresh_through_the_endpoint_replaces_a_stale_tag(
     app = build_app(import_path="endpoint")
     cached = CachedTag(repository=name, tag="1.0", digest=old, media_type="")
 
-    result = app.engine.refresher.refresh(cached, newer.digest)
+    result = app.refresher.refresh(cached, newer.digest)
 
     assert result.ok, result.reason
     assert box.tag_digest(name, "1.0") == newer.digest
@@ -208,7 +208,7 @@ def test_auto_uses_the_endpoint_when_the_stored_selftest_says_only_it_imports(
     assert app.selftest is not None
     app.selftest.save(_result(Status.FAILED, Status.VERIFIED))
 
-    result = build_app().engine.refresher.prewarm(f"ecr-public/{unique_repo}", "1.0")
+    result = build_app().refresher.prewarm(f"ecr-public/{unique_repo}", "1.0")
 
     assert result.ok, result.reason
     assert result.new_digest == pushed.digest

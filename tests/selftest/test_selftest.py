@@ -168,7 +168,7 @@ def test_the_refresh_is_safe_with_either_switch_off(
     """What the gate protects against, and what happens without it: the protocol itself still never
     loses the tag (backup refused: untouched; no re-import: rolled back)."""
     repository, old, new = _stale_tag(box, unique_repo)
-    refresher = build_app(verify_timeout_seconds=5).engine.refresher
+    refresher = build_app(verify_timeout_seconds=5).refresher
     cached = CachedTag(repository=repository, tag="1.0", digest=old, media_type="")
 
     box.emulator.put_image_in_cache = False

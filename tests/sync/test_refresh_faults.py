@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ptc_sync.local_run import run_locally
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.refresh import BACKUP_PREFIX, is_backup_tag
 from testbed.images import PushedImage
@@ -35,8 +36,8 @@ def stale(box: Sandbox, unique_repo: str) -> Stale:
 
 def run_with(box: Sandbox, inject: Callable[[AwsFaults, Stale], None], stale: Stale) -> TagResult:
     app = box.build_app()
-    inject(AwsFaults(app.engine.ecr.client), stale)
-    report = app.engine.run()
+    inject(AwsFaults(app.ecr.client), stale)
+    report = run_locally(app)
     (result,) = [r for r in report.results if r.repository == stale.name]
     return result
 

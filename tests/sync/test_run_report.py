@@ -31,7 +31,7 @@ def _run(box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFix
     box.pusher.delete_tag(f"{unique_repo}-gone", "1")
 
     app = box.build_app()
-    AwsFaults(app.engine.ecr.client).fail(
+    AwsFaults(app.ecr.client).fail(
         "GetDownloadUrlForLayer",
         "LayerInaccessibleException",
         when=lambda p: p["repositoryName"] == names["broken"],

@@ -66,7 +66,7 @@ def test_fresh_tags_cause_no_ecr_writes(box: Sandbox, stack: Stack, unique_repo:
     for i, image in enumerate(images):
         name = cached(box, unique_repo, f"v{i}", image)
     app = box.build_app()
-    spy = AwsFaults(app.engine.ecr.client)
+    spy = AwsFaults(app.ecr.client)
     summary = run_stack(box, stack, app=app)
     assert summary["counts"] == {"fresh": 3}
     assert not WRITES & {op for op, _ in spy.calls}
@@ -139,7 +139,7 @@ def test_malformed_event_is_rejected_without_work(
     box: Sandbox, lambda_context: FakeContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = box.build_app()
-    spy = AwsFaults(app.engine.ecr.client)
+    spy = AwsFaults(app.ecr.client)
     wiring.set_app(app)
     summary = handler(load_event("malformed-scheduled.json"), lambda_context)
     assert summary["status"] == "rejected"

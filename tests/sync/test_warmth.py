@@ -21,6 +21,7 @@ import pytest
 
 from ptc_sync import mediatypes as mt
 from ptc_sync import wiring
+from ptc_sync.local_run import run_locally
 from ptc_sync.models import Outcome, TagResult
 from ptc_sync.refresh import Step, is_backup_tag
 from testbed.images import PushedImage
@@ -93,7 +94,7 @@ def test_prewarm_reports_warming_until_ecr_serves_every_blob_itself(
     image = box.pusher.push_index(unique_repo, "1.0", layers=2)
     name = f"ecr-public/{unique_repo}"
     blobs = blobs_of(image)
-    refresher = box.build_app(verify_timeout_seconds=30).engine.refresher
+    refresher = box.build_app(verify_timeout_seconds=30).refresher
 
     first = refresher.prewarm(name, "1.0")
 
@@ -125,7 +126,7 @@ def test_prewarm_waits_within_its_bound_for_blobs_that_cache_slowly(
     name = f"ecr-public/{unique_repo}"
     started = box.clock.now()
 
-    result = box.build_app(verify_timeout_seconds=30).engine.refresher.prewarm(name, "1.0")
+    result = box.build_app(verify_timeout_seconds=30).refresher.prewarm(name, "1.0")
 
     assert result.ok, result.reason
     assert result.blobs_warmed == len(blobs_of(image))
@@ -144,7 +145,7 @@ def test_after_prewarm_a_node_with_no_route_to_upstream_pulls_a_big_multi_platfo
     cold = box.pusher.push_index(unique_repo, "cold", platforms=BIG_PLATFORMS, layers=2)
     name = f"ecr-public/{unique_repo}"
 
-    result = box.build_app().engine.refresher.prewarm(name, "big")
+    result = box.build_app().refresher.prewarm(name, "big")
     assert result.ok, result.reason
     assert result.platforms == BIG_PLATFORMS
     assert result.blobs_warmed == len(blobs_of(big)) == 3 * (4 + 1)
@@ -170,8 +171,8 @@ def stale_index(box: Sandbox, repo: str, tag: str = "stable") -> tuple[str, Push
 def result_of(box: Sandbox, name: str, inject: Callable[[AwsFaults], None] | None = None) -> TagResult:
     app = box.build_app()
     if inject is not None:
-        inject(AwsFaults(app.engine.ecr.client))
-    (result,) = [r for r in app.engine.run().results if r.repository == name]
+        inject(AwsFaults(app.ecr.client))
+    (result,) = [r for r in run_locally(app).results if r.repository == name]
     return result
 
 

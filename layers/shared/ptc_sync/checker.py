@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from aws_lambda_powertools import Logger
 
 from ptc_sync.discovery import Discovery, Target
+from ptc_sync.ecr import EcrAdapter
 from ptc_sync.journal import BackupRecord, RefreshJournal
 from ptc_sync.metrics import emit_run_metrics, log_tag_outcomes
 from ptc_sync.models import Outcome, RunReport, TagResult
@@ -32,9 +33,10 @@ from ptc_sync.queue import QueueError, WorkQueue
 from ptc_sync.refresh import Refresher
 from ptc_sync.repair import Repairer
 from ptc_sync.report import decide_publish
+from ptc_sync.settings import SyncSettings
 from ptc_sync.state import StateError, StateStore, TagState, backoff_until, in_cooldown, judged
 from ptc_sync.state_budget import RetryableError, StateBudget
-from ptc_sync.sync import SyncEngine, UpstreamResolver
+from ptc_sync.sync import Comparer, UpstreamResolver
 from ptc_sync.upstream import rule_for_repository
 from ptc_sync.warm import WarmPath
 from ptc_sync.work import MAX_SCAN_TARGETS, WorkItem, WorkKind
@@ -49,24 +51,35 @@ class ItemOutcome:
     results: tuple[TagResult, ...]
     completed_run: bool
     message_id: str | None = None
+    # a scan's tags outside the scope's filters (SKIPPED): neither recorded nor stored, only counted
+    # in the log; a local run shows them ("N more not in scope")
+    filtered: tuple[TagResult, ...] = ()
 
 
 class Checker(WarmPath):
+    """Each collaborator is a port the composition root (``wiring.App.checker``) injects."""
+
     def __init__(
         self,
-        engine: SyncEngine,
+        *,
+        settings: SyncSettings,
+        now: Callable[[], datetime],
+        comparer: Comparer,
+        ecr: EcrAdapter,
         state: StateStore,
         notifier: Notifier | None,
-        *,
         discovery: Discovery,
         refresher: Refresher,
         repairer: Repairer,
         journal: RefreshJournal,
         registry: UpstreamResolver,
         queue: WorkQueue | None = None,
-        metrics_namespace: str = "PtcSync",
+        metrics_namespace: str | None = "PtcSync",
     ) -> None:
-        self.engine = engine
+        self.settings = settings
+        self.now = now
+        self.comparer = comparer
+        self.ecr = ecr
         self.discovery = discovery
         self.refresher = refresher
         self.repairer = repairer
@@ -75,17 +88,17 @@ class Checker(WarmPath):
         self.queue = queue  # where a scan's rest goes on; None: a scan checks all its tags itself
         self.state = state
         self.notifier = notifier
-        self.metrics_namespace = metrics_namespace
-        self.settings = engine.settings
+        self.metrics_namespace = metrics_namespace  # None: no EMF (a local run prints its own report)
 
     def process(
         self, item: WorkItem, *, batch_id: str | None = None, time_left: Callable[[], float] | None = None
     ) -> ItemOutcome:
-        now = self.engine.now()
+        now = self.now()
+        filtered: list[TagResult] = []
         if item.kind is WorkKind.WARM:
             results = self._warm(item, now, time_left)
         elif item.kind is WorkKind.SCAN:
-            results = self._scan(item, now, time_left)
+            results = self._scan(item, now, time_left, filtered)
         else:
             results = self._repair_then_check(item, now, time_left)
         for status in self.registry.rate_limits():
@@ -105,7 +118,7 @@ class Checker(WarmPath):
         log_results(annotated, item.run_id, item.dry_run)
         completed = self.state.record_results(item.run_id, annotated, batch_id=batch_id)
         message_id = self.summarise(item.run_id, dry_run=item.dry_run) if completed else None
-        return ItemOutcome(tuple(annotated), completed, message_id)
+        return ItemOutcome(tuple(annotated), completed, message_id, tuple(filtered))
 
     # -- work ----------------------------------------------------------------------------------------
 
@@ -168,7 +181,13 @@ class Checker(WarmPath):
             echoes + list(found.skipped) + self._compare(item, found.targets, found.backups, now, time_left)
         )
 
-    def _scan(self, item: WorkItem, now: datetime, time_left: Callable[[], float] | None) -> list[TagResult]:
+    def _scan(
+        self,
+        item: WorkItem,
+        now: datetime,
+        time_left: Callable[[], float] | None,
+        filtered: list[TagResult],
+    ) -> list[TagResult]:
         """A scheduled scan: each named repository's tags in scope listed, what a killed refresh left
         undone repaired, the rest checked. Past MAX_SCAN_TARGETS tags the rest go on as check items
         of this run (the run expects them before they are sent), so no share is unbounded."""
@@ -178,7 +197,6 @@ class Checker(WarmPath):
         backups: dict[tuple[str, str], list[BackupRecord]] = {}
         overflow: list[tuple[str, list[str]]] = []
         left_out = set(item.left_out)
-        filtered = 0
         # one query for every refresh under way (the journal holds only those), not one per repository
         leases = self.journal.open_leases()
         for name in item.repositories:
@@ -197,7 +215,7 @@ class Checker(WarmPath):
             records = [record for records in found.backups.values() for record in records]
             repaired = self.repairer.sweep(name, prefix, leases=mine, backups=None if mine else records)
             results.extend(repaired)
-            filtered += len(found.skipped)  # outside the scope's filters: counted in the log, not stored
+            filtered.extend(found.skipped)  # outside the scope's filters: counted in the log, not stored
             done = {r.tag for r in repaired} | left_out
             keep = [t for t in found.targets if t.cached.tag not in done]
             room = MAX_SCAN_TARGETS - len(targets)
@@ -207,7 +225,9 @@ class Checker(WarmPath):
             targets.extend(keep)
             backups.update(found.backups)
         if filtered:
-            logger.info("tags outside the scope's filters", extra={"run_id": item.run_id, "tags": filtered})
+            logger.info(
+                "tags outside the scope's filters", extra={"run_id": item.run_id, "tags": len(filtered)}
+            )
         if overflow and self.queue is not None:
             self._split(item, overflow, self.queue)
         return results + self._compare(item, targets, backups, now, time_left)
@@ -271,7 +291,7 @@ class Checker(WarmPath):
 
         if not targets:
             return []
-        return self.engine.check(
+        return self.comparer.check(
             targets,
             backups,
             dry_run=item.dry_run or not item.refresh or self.settings.dry_run,
@@ -301,8 +321,8 @@ class Checker(WarmPath):
         progress = self.state.run_progress(run_id)
         report = RunReport(
             run_id=run_id,
-            started_at=progress.started_at if progress else self.engine.now(),
-            finished_at=self.engine.now(),
+            started_at=progress.started_at if progress else self.now(),
+            finished_at=self.now(),
             dry_run=dry_run,
             results=tuple(self.state.run_results(run_id)),
             rate_limits=self.registry.rate_limits(),
@@ -310,7 +330,8 @@ class Checker(WarmPath):
             account_id=self.settings.account_id,
             counts=dict(progress.counts) if progress else {},
         )
-        emit_run_metrics(report, namespace=self.metrics_namespace)
+        if self.metrics_namespace is not None:
+            emit_run_metrics(report, namespace=self.metrics_namespace)
         decision = decide_publish(report, notify_always=self.settings.notify_always)
         logger.info(
             "run complete",

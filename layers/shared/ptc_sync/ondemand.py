@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from ptc_sync.ecr import EcrError
-from ptc_sync.planner import Plan, Planner, new_run_id
+from ptc_sync.discovery import Discovery
+from ptc_sync.ecr import EcrAdapter, EcrError
+from ptc_sync.planner import Plan, new_run_id
 from ptc_sync.refresh import is_backup_tag
 from ptc_sync.request_window import RequestWindow
+from ptc_sync.settings import SyncSettings
 from ptc_sync.upstream import rule_for_repository
 from ptc_sync.work import MAX_TAGS_PER_ITEM, RepositoryName, TagName, WorkItem, WorkKind
 
@@ -146,22 +150,31 @@ class Selection:
 class RequestPlanner:
     """Turns an event into a run: work items for the checker, the run created in the state table."""
 
-    def __init__(self, planner: Planner, *, window: RequestWindow | None = None) -> None:
-        self.planner = planner
-        self.engine = planner.engine
-        self.discovery = planner.discovery
+    def __init__(
+        self,
+        *,
+        settings: SyncSettings,
+        now: Callable[[], datetime],
+        discovery: Discovery,
+        ecr: EcrAdapter,
+        window: RequestWindow | None = None,
+    ) -> None:
+        self.settings = settings
+        self.now = now
+        self.discovery = discovery
+        self.ecr = ecr
         self.window = window
 
     def _foreign(self, account: str) -> str | None:
         """Why an event of ``account`` is refused (the stack's rules match its own account only)."""
-        own = self.engine.settings.account_id
+        own = self.settings.account_id
         if own and account != own:
             return f"event of account {account}, not this stack's ({own})"
         return None
 
     def from_ecr_event(self, event: EcrPullThroughCacheEvent) -> Plan:
         action = event.detail
-        plan = Plan(new_run_id(self.engine.now()))
+        plan = Plan(new_run_id(self.now()))
         foreign = self._foreign(event.account)
         if foreign:
             plan.errors.append(foreign)
@@ -200,26 +213,24 @@ class RequestPlanner:
     def from_request_event(self, event: SyncRequestEvent) -> Selection:
         """``from_request`` for a request of this stack's account only."""
         foreign = self._foreign(event.account)
-        limit = self.engine.settings.requests_per_hour
-        if not foreign and self.window is not None and not self.window.admit(self.engine.now(), limit):
+        limit = self.settings.requests_per_hour
+        if not foreign and self.window is not None and not self.window.admit(self.now(), limit):
             foreign = f"more than {limit} Sync Requests this hour (PTC_REQUESTS_PER_HOUR): refused"
         if foreign:
-            selection = Selection(Plan(new_run_id(self.engine.now())))
+            selection = Selection(Plan(new_run_id(self.now())))
             selection.plan.errors.append(foreign)
             logger.warning("sync request refused", extra={"reason": foreign})
             return selection
         return self.from_request(event.detail)
 
     def from_request(self, request: SyncRequest) -> Selection:
-        plan = Plan(new_run_id(self.engine.now()))
+        plan = Plan(new_run_id(self.now()))
         selection = Selection(plan)
         if request.reason:
             logger.info("sync request", extra={"run_id": plan.run_id, "reason": request.reason})
         rules = self.discovery.rules()
         try:
-            repos = [
-                r for r in self.discovery.ecr.cached_repositories(rules) if self.discovery.in_scope(r.name)
-            ]
+            repos = [r for r in self.ecr.cached_repositories(rules) if self.discovery.in_scope(r.name)]
         except EcrError as exc:
             plan.errors.append(str(exc))
             return selection
@@ -238,9 +249,7 @@ class RequestPlanner:
                 )
         for repo in chosen:
             try:
-                cached = [
-                    c.tag for c in self.discovery.ecr.tagged_images(repo.name) if not is_backup_tag(c.tag)
-                ]
+                cached = [c.tag for c in self.ecr.tagged_images(repo.name) if not is_backup_tag(c.tag)]
             except EcrError as exc:
                 plan.errors.append(str(exc))
                 continue

@@ -8,7 +8,7 @@ records the last result publishes the summary exactly once) and sends the items.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -19,13 +19,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ptc_sync.discovery import Discovery
 from ptc_sync.ecr import EcrError
 from ptc_sync.journal import Lease
-from ptc_sync.models import Outcome, TagResult
+from ptc_sync.models import Outcome, TagResult, UpstreamRef
 from ptc_sync.names import parse_tagged_image
 from ptc_sync.queue import WorkQueue
 from ptc_sync.registry import RegistryError
 from ptc_sync.semver import newest_matching, newest_named
+from ptc_sync.settings import SyncSettings
 from ptc_sync.state import StateError, StateStore
-from ptc_sync.sync import SyncEngine
 from ptc_sync.upstream import rule_for_repository, upstream_for
 from ptc_sync.work import MAX_REPOSITORIES_PER_ITEM, MAX_TAGS_PER_ITEM, DiscoverySpec, WorkItem, WorkKind
 
@@ -83,45 +83,57 @@ def _chunks(tags: Sequence[str], size: int) -> Iterable[tuple[str, ...]]:
         yield tuple(tags[start : start + size])
 
 
+class UpstreamTags(Protocol):
+    def list_tags(self, ref: UpstreamRef, page_size: int = ...) -> Iterator[str]:
+        """The upstream repository's tags (tag discovery reads them)."""
+        ...
+
+
 class Planner:
+    """Each collaborator is a port the composition root (``wiring.App.planner``) injects."""
+
     def __init__(
         self,
-        engine: SyncEngine,
         queue: WorkQueue,
         state: StateStore,
         *,
+        settings: SyncSettings,
+        now: Callable[[], datetime],
         discovery: Discovery,
         repairs: Repairs,
+        upstream: UpstreamTags,
         parameters: ParameterSource | None = None,
     ) -> None:
-        self.engine = engine
+        self.settings = settings
+        self.now = now
         self.discovery = discovery
         self.queue = queue
         self.state = state
         self.repairs = repairs
+        self.upstream = upstream
         self.parameters = parameters
-        self.settings = engine.settings
 
-    def plan(self, *, dry_run: bool | None = None, run_id: str | None = None) -> Plan:
+    def plan(self, *, dry_run: bool | None = None, run_id: str | None = None, prewarm: bool = True) -> Plan:
         """Rules → repositories in scope → scan items of up to MAX_REPOSITORIES_PER_ITEM repositories
-        (their checkers list the tags), plus warm items for pre-warm images and new upstream tags.
+        (their checkers list the tags), plus warm items for pre-warm images and new upstream tags
+        (``prewarm=False``: the scans only, as a CLI run checks what is cached).
         The planner reads no repository's tags but those of the pre-warm list and discovery specs."""
-        now = self.engine.now()
+        now = self.now()
         dry = self.settings.dry_run if dry_run is None else dry_run
         plan = Plan(run_id or new_run_id(now))
         caches, errors = self.discovery.repositories()
         plan.errors.extend(errors)
         names = sorted(repo.name for repo in caches)
-        prewarm, specs = self._prewarm_config(plan)
-        cached = self._cached(prewarm, specs, plan)
+        prewarm_images, specs = self._prewarm_config(plan) if prewarm else ((), ())
+        cached = self._cached(prewarm_images, specs, plan)
         # cached but not warm at its last pre-warm: warmed again this run (which also reports it), and
         # left out of its repository's scan
-        warming = set() if dry else self._still_warming(prewarm, cached, plan)
+        warming = set() if dry else self._still_warming(prewarm_images, cached, plan)
         left_out: dict[str, list[str]] = {}
         for repository, tag in sorted(warming):
             left_out.setdefault(repository, []).append(tag)
         self._scan_items(plan, names, left_out, dry=dry)
-        self._warm_items(plan, prewarm, specs, cached, warming, dry=dry)
+        self._warm_items(plan, prewarm_images, specs, cached, warming, dry=dry)
         return plan
 
     def _scan_items(self, plan: Plan, names: list[str], left_out: dict[str, list[str]], *, dry: bool) -> None:
@@ -269,7 +281,7 @@ class Planner:
         try:
             ref = upstream_for(rule, spec.repository)
             upstream_tags = []
-            for tag in self.engine.registry.list_tags(ref):
+            for tag in self.upstream.list_tags(ref):
                 upstream_tags.append(tag)
                 if len(upstream_tags) >= MAX_LISTED_TAGS:
                     break
@@ -288,5 +300,5 @@ class Planner:
     def send(self, plan: Plan) -> int:
         """Create the run, then queue its items; raises StateError/QueueError with the reason."""
         if plan.expected:
-            self.state.start_run(plan.run_id, plan.expected, self.engine.now())
+            self.state.start_run(plan.run_id, plan.expected, self.now())
         return self.queue.send(plan.items)

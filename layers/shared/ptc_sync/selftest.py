@@ -157,7 +157,7 @@ def run_selftest(
 ) -> SelftestResult:
     """Run every check (raises SelftestUsageError before writing anything for a refused argument),
     clean up, and store the result in ``store`` (default: the app's state table, when it has one)."""
-    ecr = app.engine.ecr
+    ecr = app.ecr
     rule = find_rule(ecr.pull_through_cache_rules(), options.rule)
     repository = cached_name(rule, options.image)
     try:
@@ -184,7 +184,7 @@ def run_selftest(
             expected[tag] = app.registry.resolve_digest(ref, tag).digest
         except RegistryError as exc:
             raise SelftestUsageError(f"{ref}:{tag} upstream: {exc}") from exc
-    refresher = app.engine.refresher
+    refresher = app.refresher
     endpoint = EndpointImporter(
         ecr.client,
         account_id=app.settings.account_id,

@@ -25,7 +25,7 @@ from ptc_sync.events import ScheduledSyncEvent
 from ptc_sync.metrics import emit_run_metrics
 from ptc_sync.models import RunReport
 from ptc_sync.notify import NotifyError
-from ptc_sync.ondemand import EcrPullThroughCacheEvent, RequestPlanner, parse_request_event
+from ptc_sync.ondemand import EcrPullThroughCacheEvent, parse_request_event
 from ptc_sync.planner import Plan, Planner
 from ptc_sync.queue import QueueError
 from ptc_sync.refresh import is_backup_tag
@@ -182,7 +182,7 @@ def reject_non_object(raw_event: object) -> dict[str, Any]:
 
 def _report_problems(app: App, run_id: str, errors: list[str], *, dry_run: bool) -> str | None:
     """Publish what went wrong while planning (a report with run errors and no tags)."""
-    now = app.engine.now()
+    now = app.now()
     report = RunReport(
         run_id,
         now,
@@ -259,7 +259,7 @@ def plan_scheduled_run(raw_event: object) -> dict[str, Any]:
     if not plan.expected:
         # nothing to check: no checker will complete (and measure) this run, so the planner does,
         # or the heartbeat alarm would call a working stack over an empty fleet broken
-        now = app.engine.now()
+        now = app.now()
         report = RunReport(plan.run_id, now, now, dry, (), errors=tuple(plan.errors))
         emit_run_metrics(report, namespace=app.metrics_namespace)
     return summary
@@ -283,7 +283,7 @@ def handle_request_event(raw_event: object, context: LambdaContext | None = None
         return {"status": "rejected", "reason": reason}
     app = get_app()
     planner = app.planner()
-    requests = RequestPlanner(planner, window=app.request_window)
+    requests = app.request_planner()
     if isinstance(event, EcrPullThroughCacheEvent):
         plan, dry = requests.from_ecr_event(event), False
     else:

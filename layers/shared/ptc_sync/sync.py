@@ -1,7 +1,6 @@
-"""The comparison and refresh step: compare discovered tags with upstream, refresh what is stale.
-
-Discovery (rules, scope, cached tags, backups) is ``discovery.Discovery``'s; ``SyncEngine`` still
-offers it for the CLI and the local run.
+"""The comparison and refresh step (``Comparer``): compare discovered tags with upstream, refresh
+what is stale. Discovery (rules, scope, cached tags, backups) is ``discovery.Discovery``'s; the
+checker gives the targets, the pull budget and the gate (cooldown, backoff) and records the results.
 
 Each discovered tag ends in exactly one ``Outcome``. Upstream is only ever reached through hosts
 taken from the account's pull-through cache rules (``upstream.upstream_for``).
@@ -10,9 +9,7 @@ taken from the account's pull-through cache rules (``upstream.upstream_for``).
 from __future__ import annotations
 
 import dataclasses
-import threading
-import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol
@@ -20,29 +17,24 @@ from typing import Protocol
 from aws_lambda_powertools import Logger
 
 from ptc_sync.discovery import (
-    Discovery,
-    Found,
     Target,
     comparable,
     matches,
     tag_result,
 )
-from ptc_sync.ecr import EcrAdapter, EcrError, Manifest
+from ptc_sync.ecr import Manifest
 from ptc_sync.journal import BackupRecord
 from ptc_sync.models import (
     CachedRepository,
     Outcome,
-    PullThroughCacheRule,
     RateLimitStatus,
     ResolvedDigest,
-    RunReport,
     TagMutability,
     TagResult,
     UpstreamRef,
 )
 from ptc_sync.refresh import Refresher, RefreshResult, StepFailedError, pull_cost
 from ptc_sync.registry.errors import NotFoundError, RateLimitedError, RegistryError
-from ptc_sync.registry.ratelimit import within_budget
 from ptc_sync.settings import SyncSettings
 
 logger = Logger(child=True)
@@ -50,7 +42,7 @@ RULES_TTL = 300.0  # seconds a container trusts its copy of the account's pull-t
 
 
 class UpstreamResolver(Protocol):
-    """What the engine needs of the registry client."""
+    """What the comparer and the checker need of the registry client."""
 
     def resolve_many(
         self, items: Iterable[tuple[UpstreamRef, str]], max_workers: int = ...
@@ -85,98 +77,14 @@ class PullBudget(Protocol):
         ...
 
 
-class LocalBudget:
-    """A budget for one process: upstream's last reported ``ratelimit-remaining`` less the reserve,
-    less what this run already spent. Hosts that report no limit are unlimited."""
+class Comparer:
+    """Compares targets with upstream and refreshes the stale ones, within a budget and a gate the
+    caller gives (the checker: the shared pull budget, the cooldown and the backoff)."""
 
-    def __init__(self, engine: SyncEngine) -> None:
-        self._registry = engine.registry
-        self._reserve = engine.settings.rate_limit_reserve
-        self._status: dict[str, RateLimitStatus | None] = {}
-        self._lock = threading.Lock()
-
-    def try_spend(self, host: str, pulls: int) -> str:
-        with self._lock:
-            if host not in self._status:
-                self._status[host] = self._registry.rate_limit(host)
-            status = self._status[host]
-            if not within_budget(status, pulls, reserve=self._reserve):
-                left = status.remaining if status else None
-                return f"{host}: {left} pulls left, reserve {self._reserve}, refresh costs {pulls}"
-            if status is not None and status.remaining is not None:
-                self._status[host] = dataclasses.replace(status, remaining=status.remaining - pulls)
-            return ""
-
-
-class SyncEngine:
-    def __init__(
-        self,
-        ecr: EcrAdapter,
-        registry: UpstreamResolver,
-        refresher: Refresher,
-        settings: SyncSettings,
-        discovery: Discovery,
-        *,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.ecr = ecr
+    def __init__(self, registry: UpstreamResolver, refresher: Refresher, settings: SyncSettings) -> None:
         self.registry = registry
         self.refresher = refresher
         self.settings = settings
-        self.discovery = discovery
-        self.now = now
-
-    # -- discovery (delegated: kept for the CLI and the local run) ------------------------------------
-
-    def rules(self) -> list[PullThroughCacheRule]:
-        return self.discovery.rules()
-
-    def in_scope(self, repository: str) -> bool:
-        return self.discovery.in_scope(repository)
-
-    def discover(self) -> Found:
-        return self.discovery.discover()
-
-    def discover_repository(self, name: str, tags: Collection[str] | None = None) -> Found:
-        return self.discovery.discover_repository(name, tags)
-
-    # -- the run -------------------------------------------------------------------------------------
-
-    def run(
-        self,
-        *,
-        run_id: str | None = None,
-        dry_run: bool | None = None,
-        time_left: Callable[[], float] | None = None,
-    ) -> RunReport:
-        """One full sync. ``time_left`` (seconds) stops new refreshes before the Lambda times out."""
-        started = self.now()
-        run_id = run_id or uuid.uuid4().hex
-        dry = self.settings.dry_run if dry_run is None else dry_run
-        errors: list[str] = []
-        try:
-            found = self.discover()
-        except EcrError as exc:
-            found = Found(errors=[f"discovery failed: {exc}"])
-        errors.extend(found.errors)
-
-        results = list(found.skipped)
-        results.extend(
-            self.check(
-                found.targets, found.backups, dry_run=dry, time_left=time_left, budget=LocalBudget(self)
-            )
-        )
-        return RunReport(
-            run_id=run_id,
-            started_at=started,
-            finished_at=self.now(),
-            dry_run=dry,
-            results=tuple(results),
-            rate_limits=self.registry.rate_limits(),
-            errors=tuple(errors),
-            region=self.settings.region,
-            account_id=self.settings.account_id,
-        )
 
     def check(
         self,

@@ -124,7 +124,7 @@ def explain(ref: UpstreamRef, error: RegistryError, path: ReadPath) -> RegistryE
 
 
 class ExplainingResolver:
-    """The registry client as the sync engine sees it, with ECR upstream access errors made precise."""
+    """The registry client as the comparer sees it, with ECR upstream access errors made precise."""
 
     def __init__(self, inner: Resolver, path: ReadPath) -> None:
         self._inner = inner

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ptc_sync.discovery import Discovery, is_cache
-from ptc_sync.ecr import EcrError
+from ptc_sync.ecr import EcrAdapter, EcrError
 from ptc_sync.models import Outcome, PullThroughCacheRule, TagResult
 from ptc_sync.refresh import Refresher
 from ptc_sync.settings import SyncSettings
 from ptc_sync.state import StateStore
 from ptc_sync.state_budget import RetryableError, StateBudget
-from ptc_sync.sync import SyncEngine, UpstreamResolver
+from ptc_sync.sync import UpstreamResolver
 from ptc_sync.upstream import ROOT, rule_for_repository, upstream_for
 from ptc_sync.work import WorkItem
 
@@ -25,7 +25,7 @@ from ptc_sync.work import WorkItem
 class WarmPath:
     """The warm path's methods; ``Checker`` provides the attributes and ``_echoes``."""
 
-    engine: SyncEngine
+    ecr: EcrAdapter
     discovery: Discovery
     refresher: Refresher
     registry: UpstreamResolver
@@ -65,7 +65,7 @@ class WarmPath:
         if rule.prefix.strip().rstrip("/") != ROOT:
             return True
         try:
-            repo = self.discovery.ecr.cached_repository(repository, rule)
+            repo = self.ecr.cached_repository(repository, rule)
         except EcrError as exc:
             raise RetryableError(str(exc)) from exc
         return repo is None or is_cache(repo, self.settings.repository_include)
@@ -81,7 +81,7 @@ class WarmPath:
         time_left: Callable[[], float] | None,
     ) -> TagResult:
         try:
-            before = self.engine.ecr.tag_digest(item.repository, tag)
+            before = self.ecr.tag_digest(item.repository, tag)
         except EcrError as exc:
             if exc.code != "RepositoryNotFoundException":
                 raise RetryableError(str(exc)) from exc

@@ -46,6 +46,7 @@ from ptc_sync.journal import BackupLedger, DynamoJournal, LocalJournal, RefreshJ
 from ptc_sync.metrics import MetricOptions
 from ptc_sync.metrics import configure as configure_metrics
 from ptc_sync.notify import Notifier, SnsNotifier
+from ptc_sync.ondemand import RequestPlanner
 from ptc_sync.planner import Planner
 from ptc_sync.queue import SqsWorkQueue, WorkQueue
 from ptc_sync.refresh import Refresher
@@ -55,7 +56,7 @@ from ptc_sync.request_window import DynamoRequestWindow, RequestWindow
 from ptc_sync.selftest_store import DynamoSelftestStore, SelftestStore, report_only_reason
 from ptc_sync.settings import ENV_PREFIX, SettingsError, SyncSettings, load_settings
 from ptc_sync.state import DynamoStateStore, StateStore, idempotency_persistence
-from ptc_sync.sync import SyncEngine
+from ptc_sync.sync import Comparer, UpstreamResolver
 from ptc_sync.upstream_access import ExplainingResolver
 
 # ECR throttles around 20 TPS per account and region: adaptive retries back off on throttling.
@@ -65,7 +66,11 @@ AWS_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_tim
 @dataclass(frozen=True)
 class App:
     settings: SyncSettings
-    engine: SyncEngine
+    now: Callable[[], datetime]
+    ecr: EcrAdapter
+    resolver: UpstreamResolver  # the registry client, its refusals explained (upstream_access)
+    discovery: Discovery
+    refresher: Refresher
     notifier: Notifier | None
     registry: RegistryClient
     metrics_namespace: str
@@ -92,30 +97,59 @@ class App:
             raise SettingsError(f"invalid settings: {', '.join(missing)} must be set for this function")
         return self.state, self.queue
 
-    def planner(self) -> Planner:
-        state, queue = self.fanout()
+    def planner(self, *, state: StateStore | None = None, queue: WorkQueue | None = None) -> Planner:
+        """The planner on the stack's table and queue (a local run gives its own)."""
+        if state is None or queue is None:
+            table, work = self.fanout()
+            state, queue = state or table, queue or work
         return Planner(
-            self.engine,
             queue,
             state,
-            discovery=self.engine.discovery,
+            settings=self.settings,
+            now=self.now,
+            discovery=self.discovery,
             repairs=self.repairer,
+            upstream=self.resolver,
             parameters=_ssm_json,
         )
 
-    def checker(self) -> Checker:
-        state, queue = self.fanout()
+    def checker(
+        self,
+        *,
+        state: StateStore | None = None,
+        queue: WorkQueue | None = None,
+        resolver: UpstreamResolver | None = None,
+        local: bool = False,
+    ) -> Checker:
+        """The checker on the stack's table and queue; ``local``: a CLI run's (its own state, queue and
+        resolver given; no notifier, no metrics: the CLI prints the report)."""
+        if state is None or queue is None:
+            table, work = self.fanout()
+            state, queue = state or table, queue or work
+        resolver = resolver or self.resolver
         return Checker(
-            self.engine,
-            state,
-            self.notifier,
-            discovery=self.engine.discovery,
-            refresher=self.engine.refresher,
+            settings=self.settings,
+            now=self.now,
+            comparer=Comparer(resolver, self.refresher, self.settings),
+            ecr=self.ecr,
+            state=state,
+            notifier=None if local else self.notifier,
+            discovery=self.discovery,
+            refresher=self.refresher,
             repairer=self.repairer,
             journal=self.journal,
-            registry=self.engine.registry,
+            registry=resolver,
             queue=queue,
-            metrics_namespace=self.metrics_namespace,
+            metrics_namespace=None if local else self.metrics_namespace,
+        )
+
+    def request_planner(self) -> RequestPlanner:
+        return RequestPlanner(
+            settings=self.settings,
+            now=self.now,
+            discovery=self.discovery,
+            ecr=self.ecr,
+            window=self.request_window,
         )
 
     def idempotency(self) -> DynamoDBPersistenceLayer:
@@ -211,7 +245,10 @@ def build_app(
     monotonic: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     metrics_namespace: str | None = None,
+    registry: RegistryClient | None = None,
 ) -> App:
+    """Every adapter from ``settings``; ``registry`` replaces the upstream registry client (tests give
+    one with short timeouts and a virtual clock; its credentials are then the caller's)."""
     session = session or boto3.Session(region_name=settings.region or None)
     ecr_client = session.client("ecr", config=AWS_CONFIG)
     # ECR upstreams through ptc-sync's own read path (UpstreamRoleArns), never a rule's customRoleArn
@@ -224,7 +261,7 @@ def build_app(
         secrets=SecretsManagerCredentials(session.client("secretsmanager", config=AWS_CONFIG)),
         ecr=ecr_reader,
     )
-    registry = RegistryClient(registry_credentials(credentials), host_override=upstream_override)
+    registry = registry or RegistryClient(registry_credentials(credentials), host_override=upstream_override)
     ecr = EcrAdapter(ecr_client)
     selftest: SelftestStore | None = (
         DynamoSelftestStore(session.client("dynamodb", config=AWS_CONFIG), settings.table_name)
@@ -292,9 +329,11 @@ def build_app(
     discovery = Discovery(ecr, journal, settings, now=now, pulls=state)
     return App(
         settings=settings,
-        engine=SyncEngine(
-            ecr, ExplainingResolver(registry, ecr_reader), refresher, settings, discovery, now=now
-        ),
+        now=now,
+        ecr=ecr,
+        resolver=ExplainingResolver(registry, ecr_reader),
+        discovery=discovery,
+        refresher=refresher,
         journal=journal,
         ledger=journal,
         repairer=Repairer(ecr, journal, journal, refresher, owner=owner, now=now),

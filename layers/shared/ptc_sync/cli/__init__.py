@@ -3,8 +3,8 @@
 Works with ordinary AWS credentials (``--profile``, ``--region``, the environment) and, for tests and
 demos, against the local testbed (``--endpoint-url`` of a moto server, ``--upstream-override`` to
 loopback registries; both hidden from help). Everything is built by ``wiring.build_app`` and every
-decision is the engine's or the refresher's: the commands pick the scope from the arguments, call
-them and print.
+decision is the checker's (through ``local_run``) or the refresher's: the commands pick the scope
+from the arguments, call them and print.
 
 Exit codes (``cli_output.EXIT_CODES``): 0 fresh (or a write did what it was asked), 1 stale or
 failed, 2 usage or missing (a refused argument; a rule, tag, backup, run or table that is not

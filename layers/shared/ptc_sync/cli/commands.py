@@ -1,6 +1,6 @@
 """The commands that look at or change cached tags: status, check, refresh, rollback, warm, trigger and
-selftest. Each picks the scope from its arguments, calls the engine, the refresher or the stack and
-prints; every decision is theirs.
+selftest. Each picks the scope from its arguments, calls a local run (the checker's path), the
+refresher or the stack and prints; every decision is theirs.
 """
 
 from __future__ import annotations
@@ -40,14 +40,13 @@ from ptc_sync.models import (
 from ptc_sync.names import ImageName
 from ptc_sync.registry.errors import NotFoundError, RegistryError
 from ptc_sync.stack import put_sync_request, sync_request_detail
-from ptc_sync.state import StateError
 from ptc_sync.upstream import UpstreamMappingError, upstream_for
 from ptc_sync.wiring import App
 
 
 def _require_rules(app: App) -> None:
     """A scan needs a rule in scope: none (or a --rule naming none) is a missing rule, exit 2."""
-    if not app.engine.rules():
+    if not app.discovery.rules():
         prefixes = app.settings.rule_prefixes
         raise CliError(
             "no pull-through cache rules" + (f" match --rule {', '.join(prefixes)}" if prefixes else "")
@@ -58,7 +57,7 @@ def cmd_status(ctx: Context) -> int:
     with _opened(ctx.app(**_scope(ctx.args))) as app, ctx.progress() as progress:
         _require_rules(app)
         progress.phase("discovering cached tags")
-        found = app.engine.discover()  # for push times, pull times and backups; the run decides outcomes
+        found = app.discovery.discover()  # for push times, pull times and backups; the run decides outcomes
         report = _run(app, progress, dry_run=True)
     cached: dict[tuple[str, str], CachedTag] = {
         (t.cached.repository, t.cached.tag): t.cached for t in found.targets
@@ -149,26 +148,7 @@ def cmd_refresh(ctx: Context) -> int:
             raise CliError(
                 f"no cached tag {name} in ECR" if name.tag else f"{name} has no cached tags in ECR"
             )
-        if ctx.stack() is not None and not ctx.dry_run:
-            _record_run(ctx, app, report.run_id, results)
     return _print_run(ctx, "refresh", report, results, read_only=False)
-
-
-def _record_run(ctx: Context, app: App, run_id: str, results: list[TagResult]) -> None:
-    """A refresh against a deployed stack is one of its runs: its tags' states and the run go into
-    the stack's state table, as a checker records them (``ptc-sync runs`` and ``history`` list it)."""
-    state = app.state
-    if state is None:  # pragma: no cover - --stack-name always names the table
-        return
-    now = datetime.now(UTC)
-    try:
-        for result in results:
-            if result.repository and result.tag:
-                state.record_tag(result, now)
-        state.start_run(run_id, 1, now)
-        state.record_results(run_id, results, batch_id="cli")
-    except StateError as exc:
-        ctx.warn(f"the refresh happened, but its run was not recorded in the state table: {exc}")
 
 
 def cmd_rollback(ctx: Context) -> int:
@@ -177,7 +157,7 @@ def cmd_rollback(ctx: Context) -> int:
     table = _journal_table(ctx, "rollback")
     with _opened(ctx.app(repository_include=(repo,), tag_include=(tag,), **table)) as app:
         _require_rule(app, repo)
-        found = app.engine.discover()
+        found = app.discovery.discover()
         if found.errors:
             raise CliError("; ".join(found.errors))
         records = newest_first(found.backups.get((repo, tag), []))
@@ -208,7 +188,7 @@ def cmd_rollback(ctx: Context) -> int:
                 else f"{name} already shows {out.digest(target)}, the image kept under {newest}"
             ) + "; dry run: nothing written"
             return _print_action(ctx, doc, line)
-        result = app.engine.refresher.rollback(repo, tag, records)
+        result = app.refresher.rollback(repo, tag, records)
     changed = result.ok and result.new_digest != current
     doc |= {"ok": result.ok, "to_digest": result.new_digest, "changed": changed, "reason": result.reason}
     if not result.ok:
@@ -243,7 +223,7 @@ def cmd_warm(ctx: Context) -> int:
         }
         if ctx.dry_run:
             return _warm_plan(ctx, app, name, upstream=upstream, current=current, doc=doc)
-        result = app.engine.refresher.prewarm(repo, tag)
+        result = app.refresher.prewarm(repo, tag)
     doc |= {
         "ok": result.ok,
         "digest": result.new_digest,

@@ -1,7 +1,7 @@
 """What every command shares: the argument checks (image names, endpoints, overrides), the AWS session
 (``EndpointSession`` points every client at the local testbed), the ``Context`` a command runs in
 (its app built by ``wiring.build_app`` with the arguments' scope, and how it prints), and the few
-engine calls several commands make.
+calls into the app several commands make.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from ptc_sync import cli_output as out
 from ptc_sync.ecr import EcrError
+from ptc_sync.local_run import run_locally
 from ptc_sync.models import (
     PullThroughCacheRule,
     RateLimitStatus,
@@ -28,11 +29,11 @@ from ptc_sync.models import (
 )
 from ptc_sync.names import ImageName, ImageNameError, looks_like_host, parse_image
 from ptc_sync.refresh import is_backup_tag
-from ptc_sync.registry import RegistryClient
 from ptc_sync.registry.errors import RegistryError
 from ptc_sync.registry.transport import is_loopback
 from ptc_sync.settings import SyncSettings
 from ptc_sync.stack import DeployedStack, read_stack
+from ptc_sync.sync import UpstreamResolver
 from ptc_sync.upstream import rule_for_repository
 from ptc_sync.wiring import App, build_app
 
@@ -210,10 +211,10 @@ def _opened(app: App) -> Iterator[App]:
 
 
 class ProgressResolver:
-    """The app's registry client as the engine's upstream resolver, counting answers on the progress
-    line (an UpstreamResolver: everything else is the client's own)."""
+    """The app's upstream resolver, counting answers on the progress line (an UpstreamResolver:
+    everything else is the inner resolver's own)."""
 
-    def __init__(self, inner: RegistryClient, progress: out.Progress, *, after: str) -> None:
+    def __init__(self, inner: UpstreamResolver, progress: out.Progress, *, after: str) -> None:
         self.inner = inner
         self.progress = progress
         self.after = after
@@ -239,16 +240,15 @@ class ProgressResolver:
 
 
 def _run(app: App, progress: out.Progress, *, dry_run: bool) -> RunReport:
-    """One engine run with the progress line following its upstream checks."""
-    app.engine.registry = ProgressResolver(
-        app.registry, progress, after="finishing" if dry_run else "refreshing"
-    )
+    """One local run (``local_run``: the checker's path) with the progress line following its
+    upstream checks."""
+    resolver = ProgressResolver(app.resolver, progress, after="finishing" if dry_run else "refreshing")
     progress.phase("discovering cached tags")
-    return app.engine.run(dry_run=dry_run)
+    return run_locally(app, dry_run=dry_run, resolver=resolver)
 
 
 def _require_rule(app: App, repository: str) -> PullThroughCacheRule:
-    rules = app.engine.ecr.pull_through_cache_rules()
+    rules = app.ecr.pull_through_cache_rules()
     rule = rule_for_repository(rules, repository)
     if rule is None:
         prefixes = ", ".join(sorted(r.prefix for r in rules)) or "none"
@@ -260,7 +260,7 @@ def _require_rule(app: App, repository: str) -> PullThroughCacheRule:
 def _tag_digest(app: App, repository: str, tag: str) -> str | None:
     """What the tag points at now; None when absent (or the repository does not exist yet)."""
     try:
-        return app.engine.ecr.tag_digest(repository, tag)
+        return app.ecr.tag_digest(repository, tag)
     except EcrError as exc:
         if exc.not_found:
             return None

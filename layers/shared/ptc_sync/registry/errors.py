@@ -1,7 +1,7 @@
 """Typed errors of the upstream registry client.
 
 Every error names what was asked (host, repository, reference), what happened (HTTP status or
-transport failure) and carries a stable ``kind`` string the sync engine maps to an outcome.
+transport failure) and carries a stable ``kind`` string the comparer maps to an outcome.
 Messages never contain credentials or tokens: every message passes ``ptc_sync.redact`` when the
 error is made, whatever upstream text it quotes.
 """

@@ -1,5 +1,5 @@
 """What an upstream answer means, as a typed error: ``Responses.raise_for`` maps a status to the
-RegistryError the engine maps to an outcome (404 not found, 401 unauthorized, 403 forbidden, 429 rate
+RegistryError the comparer maps to an outcome (404 not found, 401 unauthorized, 403 forbidden, 429 rate
 limited with its reset time and budget, 408/5xx unavailable), with the distribution error body's code
 and message; ``transport_error`` does the same for a request that got no answer. Used by the session
 (challenges, tokens, redirects) and the client (manifests, tags) alike.

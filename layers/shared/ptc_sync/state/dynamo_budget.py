@@ -70,7 +70,7 @@ class PullBudgetTable(StateTable):
         """Take ``n`` pulls from ``host``'s shared budget if ``reserve`` pulls stay left for people.
 
         One conditional decrement, so concurrent checkers never overspend. No known budget (never
-        observed, or upstream sends no limits) allows the pulls, as the sync engine does; a budget
+        observed, or upstream sends no limits) allows the pulls, as the local budget does; a budget
         whose window has passed starts again from the full limit.
         """
         if n < 0 or reserve < 0:
