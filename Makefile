@@ -53,8 +53,9 @@ typecheck: $(STAMP)
 
 .PHONY: test pytest
 test: lint typecheck pytest
+# the 25 slowest tests are listed at the end, so a suite that grows slower says where
 pytest: $(STAMP) system-deps
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest --durations=25 $(PYTEST_ARGS)
 
 .PHONY: validate build
 validate: $(STAMP)
@@ -105,7 +106,7 @@ clean:
 # registry, no moto. `make test` runs these too (they are part of the pytest suite).
 FAST_TESTS := tests/fast tests/unit/test_semver.py tests/unit/test_semver_and_work.py \
 	tests/unit/test_decisions.py tests/unit/test_redact.py tests/unit/test_settings.py \
-	tests/unit/test_local_budget.py tests/registry/test_parsing.py tests/registry/test_upstream.py
+	tests/registry/test_parsing.py tests/registry/test_upstream.py
 
 .PHONY: test-fast
 test-fast: $(STAMP)
