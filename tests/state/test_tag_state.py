@@ -73,6 +73,24 @@ def test_tag_states_reads_many_tags_in_batches(store: DynamoStateStore) -> None:
     assert all(s.outcome is Outcome.FRESH for s in found.values())
 
 
+def test_repository_states_reads_each_repository_whole_and_no_other(
+    store: DynamoStateStore, ddb: Any
+) -> None:
+    other = f"{REPO}-other"
+    for i in range(5):
+        store.record_tag(result(Outcome.FRESH, tag=f"t{i}"), START)
+    store.record_tag(result(Outcome.REFRESH_FAILED, tag="x", repository=other), START)
+    store.record_tag(result(Outcome.FRESH, tag="y", repository=f"{REPO}/nested"), START)
+    calls: list[dict[str, Any]] = []
+    ddb.meta.events.register("provide-client-params.dynamodb.Query", lambda params, **_: calls.append(params))
+    found = store.repository_states([REPO, other, REPO])
+    assert sorted(found) == sorted([(REPO, f"t{i}") for i in range(5)] + [(other, "x")])
+    assert found[(other, "x")].outcome is Outcome.REFRESH_FAILED
+    assert len(calls) == 2, "one Query a repository, however often it is named"
+    assert all(call["ConsistentRead"] is False for call in calls)
+    assert store.repository_states(["never-seen"]) == {}
+
+
 def test_racing_checkers_count_every_result_and_alert_once(store: DynamoStateStore) -> None:
     """Eight checkers fold a failure into the same tag at once: none is lost, one alerts."""
     racers = 8

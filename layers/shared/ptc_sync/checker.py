@@ -104,11 +104,7 @@ class Checker(WarmPath):
         for status in self.registry.rate_limits():
             self.state.observe_rate_limit(status, now)
         try:
-            # the states the results fold into, in one eventually consistent BatchGetItem per 100
-            # tags (a stale one fails the update's version condition and is re-read: state.py)
-            known = self.state.tag_states(
-                ((r.repository, r.tag) for r in results if r.repository and r.tag), consistent=False
-            )
+            known = self._known_states(item, results)
             scheduled = item.source == "schedule"
             annotated = [self._record(result, now, known, scheduled=scheduled) for result in results]
         except StateError:
@@ -119,6 +115,16 @@ class Checker(WarmPath):
         completed = self.state.record_results(item.run_id, annotated, batch_id=batch_id)
         message_id = self.summarise(item.run_id, dry_run=item.dry_run) if completed else None
         return ItemOutcome(tuple(annotated), completed, message_id, tuple(filtered))
+
+    def _known_states(self, item: WorkItem, results: list[TagResult]) -> dict[tuple[str, str], TagState]:
+        """The states the results fold into, eventually consistent (a stale one fails the update's
+        version condition and is re-read: ``state.dynamo``). A scan checks whole repositories: one
+        Query each, charged by the bytes it returns; a check or warm item names some tags of one
+        repository: one BatchGetItem per 100 of them."""
+        keys = [(r.repository, r.tag) for r in results if r.repository and r.tag]
+        if item.kind is WorkKind.SCAN:
+            return self.state.repository_states(dict.fromkeys(repository for repository, _ in keys))
+        return self.state.tag_states(keys, consistent=False)
 
     # -- work ----------------------------------------------------------------------------------------
 

@@ -47,8 +47,9 @@ Reads, strongly consistent where a stale read would decide wrongly:
 - ``tag_states`` for the checker's refresh gate (cooldown, backoff) and its echo filter: strongly
   consistent by default, since a stale ``refreshedAt`` or ``failedAt`` would let a refresh through
   that the cooldown or the backoff holds back;
-- the previous state a result is folded into (``record_tag``: the checker's one BatchGetItem per
-  work item, or a GetItem when none is given): eventually consistent. A stale state cannot make a
+- the previous state a result is folded into (``record_tag``: for a scan, one Query per repository,
+  ``repository_states``, charged by the bytes returned; for a check or warm item one BatchGetItem
+  per 100 tags; a GetItem when none is given): eventually consistent. A stale state cannot make a
   wrong write: the update is conditional on the version read, fails, and the state is re-read
   strongly. A stale state can make an unchanged result skip its write when a racing checker's
   write landed less than the replication lag (typically under a second) before the read: the

@@ -62,6 +62,26 @@ class TagHistoryTable(StateTable):
                 _backoff(attempt)
         return found
 
+    def repository_states(self, repositories: Iterable[str]) -> dict[tuple[str, str], TagState]:
+        """Every stored tag state of each repository: one eventually consistent Query a repository
+        (its tags share the partition ``TAG#<repository>``). A Query is charged for the bytes it
+        returns, rounded up to 4 KB once, where a BatchGetItem rounds every item up: a scan's five
+        tags cost half a read unit, not two and a half. For what a scan checks, all of a repository."""
+        found: dict[tuple[str, str], TagState] = {}
+        for repository in dict.fromkeys(repositories):
+            key = _tag_key(repository, "")
+            for item in self._query(
+                {
+                    "KeyConditionExpression": "#pk = :pk",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                    "ExpressionAttributeValues": {":pk": key[PK]},
+                    "ConsistentRead": False,
+                }
+            ):
+                state = _tag_state_from(item)
+                found[(state.repository, state.tag)] = state
+        return found
+
     def record_tag(
         self, result: TagResult, checked_at: datetime, *, previous: TagState | Unread | None = UNREAD
     ) -> TagUpdate:

@@ -41,6 +41,10 @@ class MemoryStateStore:
     ) -> dict[tuple[str, str], TagState]:
         return {key: self.tags[key] for key in keys if key in self.tags}
 
+    def repository_states(self, repositories: Iterable[str]) -> dict[tuple[str, str], TagState]:
+        wanted = set(repositories)
+        return {key: state for key, state in self.tags.items() if key[0] in wanted}
+
     def record_tag(self, result: TagResult, checked_at: datetime, **_read: object) -> TagUpdate:
         """Fold ``result`` into the tag's state (what the caller read before is not needed here)."""
         key = (result.repository, result.tag)

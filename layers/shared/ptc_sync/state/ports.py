@@ -74,6 +74,10 @@ class TagHistory(Protocol):
         self, keys: Iterable[tuple[str, str]], *, consistent: bool = True
     ) -> dict[tuple[str, str], TagState]: ...
 
+    def repository_states(self, repositories: Iterable[str]) -> dict[tuple[str, str], TagState]:
+        """Every stored tag state of each repository (eventually consistent: what a scan folds into)."""
+        ...
+
     def record_tag(
         self, result: TagResult, checked_at: datetime, *, previous: TagState | Unread | None = UNREAD
     ) -> TagUpdate: ...
