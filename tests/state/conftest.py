@@ -22,7 +22,8 @@ START = datetime(2025, 6, 2, 23, 30, tzinfo=UTC)
 # checks the template against these once the resource exists).
 KEY_SCHEMA = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
 ATTRIBUTE_DEFINITIONS = [
-    {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "changeDay", "changedAt")
+    {"AttributeName": name, "AttributeType": "S"}
+    for name in ("pk", "sk", "changeDay", "changedAt", "tagGroup", "tagKey")
 ]
 GLOBAL_SECONDARY_INDEXES = [
     {
@@ -32,7 +33,15 @@ GLOBAL_SECONDARY_INDEXES = [
             {"AttributeName": "changedAt", "KeyType": "RANGE"},
         ],
         "Projection": {"ProjectionType": "ALL"},
-    }
+    },
+    {
+        "IndexName": "TagStatesByGroup",
+        "KeySchema": [
+            {"AttributeName": "tagGroup", "KeyType": "HASH"},
+            {"AttributeName": "tagKey", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    },
 ]
 TTL_ATTRIBUTE = "expiresAt"
 

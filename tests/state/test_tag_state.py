@@ -73,22 +73,42 @@ def test_tag_states_reads_many_tags_in_batches(store: DynamoStateStore) -> None:
     assert all(s.outcome is Outcome.FRESH for s in found.values())
 
 
-def test_repository_states_reads_each_repository_whole_and_no_other(
-    store: DynamoStateStore, ddb: Any
-) -> None:
-    other = f"{REPO}-other"
-    for i in range(5):
-        store.record_tag(result(Outcome.FRESH, tag=f"t{i}"), START)
-    store.record_tag(result(Outcome.REFRESH_FAILED, tag="x", repository=other), START)
-    store.record_tag(result(Outcome.FRESH, tag="y", repository=f"{REPO}/nested"), START)
+def test_repository_states_reads_a_scans_repositories_in_one_range(store: DynamoStateStore, ddb: Any) -> None:
+    names = [f"{REPO}-{c}" for c in "abc"]  # consecutive in name order, as a scan's are
+    for name in names:
+        for i in range(5):
+            store.record_tag(result(Outcome.FRESH, tag=f"t{i}", repository=name), START)
+    store.record_tag(result(Outcome.REFRESH_FAILED, tag="x", repository=f"{REPO}-b/nested"), START)
+    store.record_tag(result(Outcome.FRESH, tag="y", repository=f"{REPO}-d"), START)  # past the range
+    store.record_tag(result(Outcome.FRESH, tag="z", repository="quay/other"), START)
     calls: list[dict[str, Any]] = []
     ddb.meta.events.register("provide-client-params.dynamodb.Query", lambda params, **_: calls.append(params))
-    found = store.repository_states([REPO, other, REPO])
-    assert sorted(found) == sorted([(REPO, f"t{i}") for i in range(5)] + [(other, "x")])
-    assert found[(other, "x")].outcome is Outcome.REFRESH_FAILED
-    assert len(calls) == 2, "one Query a repository, however often it is named"
-    assert all(call["ConsistentRead"] is False for call in calls)
+    found = store.repository_states([names[0], names[2], "quay/other", names[0]])
+    assert sorted(found) == sorted(
+        [(n, f"t{i}") for n in (names[0], names[2]) for i in range(5)] + [("quay/other", "z")]
+    )
+    assert [c["IndexName"] for c in calls] == ["TagStatesByGroup"] * 2, "one Query per first segment"
     assert store.repository_states(["never-seen"]) == {}
+
+
+def test_a_state_the_index_lacks_is_written_into_it(store: DynamoStateStore, ddb: Any) -> None:
+    """A state stored before the index existed (no index keys) reads as absent from a scan; its next
+    result finds it, folds into it, and writes it with the keys, even when nothing else changed."""
+    store.record_tag(result(Outcome.FRESH), START)
+    ddb.update_item(
+        TableName="ptc-sync-state",
+        Key={"pk": {"S": f"TAG#{REPO}"}, "sk": {"S": "TAG#lts"}},
+        UpdateExpression="REMOVE tagGroup, tagKey",
+    )
+    assert store.repository_states([REPO]) == {}
+    update = store.record_tag(result(Outcome.FRESH), START + timedelta(minutes=15), previous=None)
+    assert update.written
+    assert update.previous is not None, "folded into the stored state, not a new one"
+    assert update.current.version == update.previous.version + 1
+    assert not update.alert
+    assert list(store.repository_states([REPO])) == [(REPO, "lts")]
+    again = store.record_tag(result(Outcome.FRESH), START + timedelta(minutes=30), previous=update.current)
+    assert not again.written, "indexed now: an unchanged check writes nothing again"
 
 
 def test_racing_checkers_count_every_result_and_alert_once(store: DynamoStateStore) -> None:

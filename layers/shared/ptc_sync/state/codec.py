@@ -29,6 +29,11 @@ EXPIRES_AT: Final = "expiresAt"
 CHANGES_INDEX: Final = "ChangesByDay"
 CHANGE_DAY: Final = "changeDay"
 CHANGED_AT: Final = "changedAt"
+# the tag states of a scan's repositories in one range Query (``repository_states``): the sparse GSI
+# TagStatesByGroup, keyed by the repository's first path segment and "<repository>#<tag>"
+TAGS_INDEX: Final = "TagStatesByGroup"
+TAG_GROUP: Final = "tagGroup"
+TAG_KEY: Final = "tagKey"
 IDEMPOTENCY_PK: Final = "IDEMPOTENCY"
 
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -77,6 +82,17 @@ def _outcome(item: Item, name: str) -> Outcome | None:
 
 def _tag_key(repository: str, tag: str) -> Item:
     return {PK: {"S": f"TAG#{repository}"}, SK: {"S": f"TAG#{tag}"}}
+
+
+def tag_group(repository: str) -> str:
+    """The index partition of a repository's tag states: its first path segment (the rule prefix)."""
+    return repository.split("/", 1)[0]
+
+
+def tag_index_key(repository: str, tag: str) -> str:
+    """The index sort key. ``#`` sorts below every character a repository name or tag may hold, so
+    the keys of repositories A..B (in name order) are exactly those between ``A#`` and ``B#~``."""
+    return f"{repository}#{tag}"
 
 
 def _host_key(host: str) -> Item:
@@ -151,6 +167,8 @@ def _tag_state_values(state: TagState) -> dict[str, AttributeValueTypeDef | None
     return {
         "repository": {"S": state.repository},
         "tag": {"S": state.tag},
+        TAG_GROUP: {"S": tag_group(state.repository)},
+        TAG_KEY: {"S": tag_index_key(state.repository, state.tag)},
         "outcome": opt_s(state.outcome.value if state.outcome else None),
         "upstreamDigest": opt_s(state.upstream_digest),
         "cachedDigest": opt_s(state.cached_digest),

@@ -13,8 +13,12 @@ One table, on-demand, string keys ``pk``/``sk``, TTL on ``expiresAt`` (epoch sec
 
 Results that are changes (refreshed, refresh_failed, upstream_error) also carry ``changeDay``
 (``YYYY-MM-DD``, UTC) and ``changedAt``: the keys of the sparse GSI ``ChangesByDay``, so "what
-changed since" is one Query per day and nothing here ever Scans. ECR repository names and tags
-cannot contain ``#``, so the separators are unambiguous.
+changed since" is one Query per day and nothing here ever Scans. Tag states carry ``tagGroup`` (the
+repository's first path segment) and ``tagKey`` (``<repository>#<tag>``): the keys of the sparse GSI
+``TagStatesByGroup``, so a scan reads the states of its 50 repositories with one range Query per
+segment, paying for the bytes returned (``repository_states``). A state stored before the index
+has no keys; the index misses it until its next result, which then writes it (``record_tag``).
+ECR repository names and tags cannot contain ``#``, so the separators are unambiguous.
 
 Every write is a single-item atomic operation or a two-item transaction; nothing reads, decides
 and writes without a condition that fails when another writer got there first:
@@ -47,9 +51,11 @@ Reads, strongly consistent where a stale read would decide wrongly:
 - ``tag_states`` for the checker's refresh gate (cooldown, backoff) and its echo filter: strongly
   consistent by default, since a stale ``refreshedAt`` or ``failedAt`` would let a refresh through
   that the cooldown or the backoff holds back;
-- the previous state a result is folded into (``record_tag``: for a scan, one Query per repository,
-  ``repository_states``, charged by the bytes returned; for a check or warm item one BatchGetItem
-  per 100 tags; a GetItem when none is given): eventually consistent. A stale state cannot make a
+- the previous state a result is folded into (``record_tag``: for a scan, the index's range Query,
+  ``repository_states``; for a check or warm item one BatchGetItem per 100 tags; a GetItem when
+  none is given): eventually consistent (the index's replication lag, typically under a second, is
+  of the same kind as the table's). A state the read misses is written with the condition that no
+  item exists, which fails, and the state is re-read strongly. A stale state cannot make a
   wrong write: the update is conditional on the version read, fails, and the state is re-read
   strongly. A stale state can make an unchanged result skip its write when a racing checker's
   write landed less than the replication lag (typically under a second) before the read: the

@@ -12,7 +12,20 @@ from typing import TYPE_CHECKING, Any, Final
 from ptc_sync.models import (
     TagResult,
 )
-from ptc_sync.state.codec import EXPIRES_AT, PK, _epoch, _number, _tag_key, _tag_state_from, _tag_state_values
+from ptc_sync.state.codec import (
+    EXPIRES_AT,
+    PK,
+    TAG_GROUP,
+    TAG_KEY,
+    TAGS_INDEX,
+    _epoch,
+    _number,
+    _tag_key,
+    _tag_state_from,
+    _tag_state_values,
+    tag_group,
+    tag_index_key,
+)
 from ptc_sync.state.policy import TagState, TagUpdate, next_tag_state, should_alert, unchanged
 from ptc_sync.state.ports import TOO_MUCH_CONTENTION, UNPROCESSED_ITEMS, UNREAD, Unread
 from ptc_sync.state.table import _ATTEMPTS, ConditionFailedError, StateTable, _backoff
@@ -63,23 +76,33 @@ class TagHistoryTable(StateTable):
         return found
 
     def repository_states(self, repositories: Iterable[str]) -> dict[tuple[str, str], TagState]:
-        """Every stored tag state of each repository: one eventually consistent Query a repository
-        (its tags share the partition ``TAG#<repository>``). A Query is charged for the bytes it
-        returns, rounded up to 4 KB once, where a BatchGetItem rounds every item up: a scan's five
-        tags cost half a read unit, not two and a half. For what a scan checks, all of a repository."""
-        found: dict[tuple[str, str], TagState] = {}
+        """Every stored tag state of the repositories: per first path segment, one range Query on the
+        TagStatesByGroup index from the first repository to the last (in name order; a scan's are
+        consecutive), so a scan of 50 repositories pays for the bytes of its states, rounded up to
+        4 KB once a page, not half a unit per repository or per tag. Index reads are eventually
+        consistent, as this read may be (``ptc_sync.state.dynamo``); a state the index does not
+        have yet is written on its next result (``record_tag``)."""
+        groups: dict[str, list[str]] = {}
         for repository in dict.fromkeys(repositories):
-            key = _tag_key(repository, "")
+            groups.setdefault(tag_group(repository), []).append(repository)
+        found: dict[tuple[str, str], TagState] = {}
+        for group, names in groups.items():
+            wanted = set(names)
             for item in self._query(
                 {
-                    "KeyConditionExpression": "#pk = :pk",
-                    "ExpressionAttributeNames": {"#pk": PK},
-                    "ExpressionAttributeValues": {":pk": key[PK]},
-                    "ConsistentRead": False,
+                    "IndexName": TAGS_INDEX,
+                    "KeyConditionExpression": "#group = :group AND #key BETWEEN :low AND :high",
+                    "ExpressionAttributeNames": {"#group": TAG_GROUP, "#key": TAG_KEY},
+                    "ExpressionAttributeValues": {
+                        ":group": {"S": group},
+                        ":low": {"S": tag_index_key(min(names), "")},
+                        ":high": {"S": tag_index_key(max(names), "~")},
+                    },
                 }
             ):
                 state = _tag_state_from(item)
-                found[(state.repository, state.tag)] = state
+                if state.repository in wanted:
+                    found[(state.repository, state.tag)] = state
         return found
 
     def record_tag(
@@ -101,11 +124,17 @@ class TagHistoryTable(StateTable):
             if previous is UNREAD
             else previous
         )
+        unindexed = False  # read as absent, but there: written whatever, so the index gets it
         for _ in range(_ATTEMPTS):
             if known is not None and known.checked_at is not None and checked_at < known.checked_at:
                 return TagUpdate(known, known, alert=False, applied=False, written=False)
             current = next_tag_state(known, result, checked_at)
-            if known is not None and unchanged(known, current) and not self._ttl_due(known, checked_at):
+            if (
+                known is not None
+                and not unindexed
+                and unchanged(known, current)
+                and not self._ttl_due(known, checked_at)
+            ):
                 return TagUpdate(known, known, alert=False, written=False)
             if known is None:
                 condition, names, values = "attribute_not_exists(#pk)", {"#pk": PK}, {}
@@ -122,7 +151,10 @@ class TagHistoryTable(StateTable):
                     values,
                 )
             except ConditionFailedError:
-                known = self.tag_state(result.repository, result.tag)  # someone wrote since: strongly
+                # someone wrote since (or the index lacked the item: stored before the index or not
+                # replicated to it yet): re-read strongly
+                unindexed = unindexed or known is None
+                known = self.tag_state(result.repository, result.tag)
                 continue
             return TagUpdate(known, current, alert=should_alert(known, result))
         raise self._error("UpdateItem", TOO_MUCH_CONTENTION, f"{result.image}: state changed under every try")
