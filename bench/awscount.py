@@ -9,7 +9,9 @@ DynamoDB capacity is computed from item sizes, by DynamoDB's published rules, be
 ``ConsumedCapacity`` is a constant: a read unit per 4 KB of each item read (half for an eventually
 consistent read, a whole one even for a key with no item), a Query's items summed before rounding,
 a write unit per 1 KB of each item written (the stored item after the write, read from moto's
-backend; a failed condition still costs one), transactions twice both. Item size: attribute names
+backend; a failed condition still costs one), transactions twice both, and for each global
+secondary index whose keys the stored item carries, its write units again (what DynamoDB charges to
+keep an index: an index with projection ALL writes the whole item). Item size: attribute names
 plus values (a number ~ half its digits + 1, a map or list 3 bytes + its elements, 1 per element).
 """
 
@@ -129,11 +131,41 @@ class AwsCounter:
     def _stored_size(self, table: str, key: dict[str, Any]) -> int:
         from moto.dynamodb.models import dynamodb_backends
 
+        backend = dynamodb_backends[self.account][self.region]
         try:
-            stored = dynamodb_backends[self.account][self.region].get_item(table, key)
+            stored = backend.get_item(table, key)
         except Exception:  # a bench estimate: no item, one unit
             return 0
-        return stored.size() if stored is not None else 0
+        if stored is None:
+            return 0
+        return stored.size()
+
+    def _index_copies(self, table: str, key: dict[str, Any]) -> int:
+        """How many global secondary indexes hold the stored item (each costs the write again)."""
+        from moto.dynamodb.models import dynamodb_backends
+
+        backend = dynamodb_backends[self.account][self.region]
+        try:
+            stored = backend.get_item(table, key)
+            indexes = backend.get_table(table).global_indexes
+        except Exception:  # a bench estimate: no item, no index
+            return 0
+        if stored is None:
+            return 0
+        return self._indexes_holding(indexes, stored.attrs)
+
+    def _put_copies(self, table: str, item: dict[str, Any]) -> int:
+        from moto.dynamodb.models import dynamodb_backends
+
+        try:
+            indexes = dynamodb_backends[self.account][self.region].get_table(table).global_indexes
+        except Exception:  # a bench estimate: no index
+            return 0
+        return self._indexes_holding(indexes, item)
+
+    @staticmethod
+    def _indexes_holding(indexes: Any, attrs: Any) -> int:
+        return sum(1 for index in indexes if all(k["AttributeName"] in attrs for k in index.schema))
 
     def _key_of(self, table: str, item: dict[str, Any]) -> dict[str, Any]:
         from moto.dynamodb.models import dynamodb_backends
@@ -175,14 +207,18 @@ class AwsCounter:
             if failed or op == "DeleteItem":
                 return 1
             key = params.get("Key") or self._key_of(table, params.get("Item", {}))
-            return _write_units(self._stored_size(table, key))
+            return _write_units(self._stored_size(table, key)) * (1 + self._index_copies(table, key))
         units = 0
         if op == "BatchWriteItem":
             for table, requests in params.get("RequestItems", {}).items():
                 left = len(parsed.get("UnprocessedItems", {}).get(table, []))
                 for request in requests[: max(0, len(requests) - left)]:
                     put = request.get("PutRequest")
-                    units += _write_units(item_size(put["Item"])) if put else 1
+                    units += (
+                        _write_units(item_size(put["Item"])) * (1 + self._put_copies(table, put["Item"]))
+                        if put
+                        else 1
+                    )
         elif op == "TransactWriteItems":
             for entry in params.get("TransactItems", []):
                 (kind, spec), *_ = entry.items()
@@ -191,5 +227,6 @@ class AwsCounter:
                     units += 2
                     continue
                 key = spec.get("Key") or self._key_of(table, spec.get("Item", {}))
-                units += 2 * _write_units(self._stored_size(table, key))
+                copies = 1 + self._index_copies(table, key)
+                units += 2 * _write_units(self._stored_size(table, key)) * copies
         return units
