@@ -304,6 +304,15 @@ def aws(service: str, operation: str, code: str, who: str = "checker", *, when: 
     return Fault(inject, (code,))
 
 
+def on_index(name: str) -> Callable[[Ctx], Callable[[Mapping[str, Any]], bool]]:
+    """A DynamoDB Query on the index ``name``."""
+
+    def pred(_c: Ctx) -> Callable[[Mapping[str, Any]], bool]:
+        return lambda p: p.get("IndexName") == name
+
+    return pred
+
+
 def leading(prefix: str) -> Callable[[Ctx], Callable[[Mapping[str, Any]], bool]]:
     """A DynamoDB call on an item whose partition key starts with ``prefix``."""
 
@@ -446,7 +455,10 @@ STEPS: dict[str, Fault] = {
     "state/checker-idempotency-one-record": Fault(
         idempotency_fails_once, ("ProvisionedThroughputExceededException",)
     ),
-    "state/checker-tag-states": aws("dynamodb", "BatchGetItem", "ProvisionedThroughputExceededException"),
+    # a scan reads its repositories' tag states with one Query on the TagStatesByGroup index
+    "state/checker-tag-states": aws(
+        "dynamodb", "Query", "ProvisionedThroughputExceededException", when=on_index("TagStatesByGroup")
+    ),
     "state/checker-record-tag": aws("dynamodb", "UpdateItem", "ThrottlingException", when=leading("TAG#")),
     "state/checker-record-results": aws("dynamodb", "TransactWriteItems", "ThrottlingException"),
     "state/checker-write-results": aws(
