@@ -14,8 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol
 
-from aws_lambda_powertools import Logger
-
 from ptc_sync.discovery import (
     Target,
     comparable,
@@ -36,9 +34,6 @@ from ptc_sync.models import (
 from ptc_sync.refresh import Refresher, RefreshResult, StepFailedError, pull_cost
 from ptc_sync.registry.errors import NotFoundError, RateLimitedError, RegistryError
 from ptc_sync.settings import SyncSettings
-
-logger = Logger(child=True)
-RULES_TTL = 300.0  # seconds a container trusts its copy of the account's pull-through cache rules
 
 
 class UpstreamResolver(Protocol):

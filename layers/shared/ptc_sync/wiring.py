@@ -88,20 +88,20 @@ class App:
         relies on failing in this account."""
         return report_only_reason(self.selftest, self.settings.import_path)
 
-    def fanout(self) -> tuple[StateStore, WorkQueue]:
-        """The run state and the work queue, which the planner/checker/request functions need."""
-        if self.state is None or self.queue is None:
-            missing = [
-                n for n, v in (("PTC_TABLE_NAME", self.state), ("PTC_QUEUE_URL", self.queue)) if v is None
-            ]
+    def fanout(
+        self, state: StateStore | None = None, queue: WorkQueue | None = None
+    ) -> tuple[StateStore, WorkQueue]:
+        """The run state and the work queue, which the planner/checker/request functions need: the
+        given ones (a local run's), else the stack's."""
+        state, queue = state or self.state, queue or self.queue
+        if state is None or queue is None:
+            missing = [n for n, v in (("PTC_TABLE_NAME", state), ("PTC_QUEUE_URL", queue)) if v is None]
             raise SettingsError(f"invalid settings: {', '.join(missing)} must be set for this function")
-        return self.state, self.queue
+        return state, queue
 
     def planner(self, *, state: StateStore | None = None, queue: WorkQueue | None = None) -> Planner:
         """The planner on the stack's table and queue (a local run gives its own)."""
-        if state is None or queue is None:
-            table, work = self.fanout()
-            state, queue = state or table, queue or work
+        state, queue = self.fanout(state, queue)
         return Planner(
             queue,
             state,
@@ -123,9 +123,7 @@ class App:
     ) -> Checker:
         """The checker on the stack's table and queue; ``local``: a CLI run's (its own state, queue and
         resolver given; no notifier, no metrics: the CLI prints the report)."""
-        if state is None or queue is None:
-            table, work = self.fanout()
-            state, queue = state or table, queue or work
+        state, queue = self.fanout(state, queue)
         resolver = resolver or self.resolver
         return Checker(
             settings=self.settings,
