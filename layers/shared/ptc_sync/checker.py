@@ -119,8 +119,8 @@ class Checker(WarmPath):
     def _known_states(self, item: WorkItem, results: list[TagResult]) -> dict[tuple[str, str], TagState]:
         """The states the results fold into, eventually consistent (a stale one fails the update's
         version condition and is re-read: ``state.dynamo``). A scan checks whole repositories: one
-        Query each, charged by the bytes it returns; a check or warm item names some tags of one
-        repository: one BatchGetItem per 100 of them."""
+        range Query on the TagStatesByGroup index per first path segment, charged by the bytes it
+        returns; a check or warm item names some tags of one repository: one BatchGetItem per 100."""
         keys = [(r.repository, r.tag) for r in results if r.repository and r.tag]
         if item.kind is WorkKind.SCAN:
             return self.state.repository_states(dict.fromkeys(repository for repository, _ in keys))
