@@ -100,14 +100,11 @@ PRICES = {"dynamodb_wru": 0.625e-6, "dynamodb_rru": 0.125e-6, "sqs_request": 0.4
 LAMBDA_GB_S = 0.0000133334  # arm64
 LAMBDA_REQUEST = 0.20e-6
 CHECKER_GB = 0.25  # 256 MB
-# what a stack costs whatever its fleet: the default metrics (docs/settings.md#metrics), the
-# alarms, the dashboard and the report topic's KMS key, before any free tier
-FIXED = {"custom metrics (10 x $0.30)": 3.00, "alarms (9 x $0.10)": 0.90, "dashboard": 3.00, "KMS key": 1.00}
-FREE_TIER = {
-    "custom metrics (10 x $0.30)",
-    "alarms (9 x $0.10)",
-    "dashboard",
-}  # 10 metrics, 10 alarms, 3 dashboards free
+# what a stack costs whatever its fleet, before any free tier: the custom metrics its runs wrote in
+# this bench (counted from the EMF lines, one per namespace, name and dimension values), every alarm
+# template.yaml can create (all features on), the dashboard and the report topic's KMS key
+METRIC_MONTH, ALARM_MONTH, DASHBOARD_MONTH, KMS_KEY_MONTH = 0.30, 0.10, 3.00, 1.00
+FREE_METRICS, FREE_ALARMS = 10, 10  # CloudWatch's always-free tier, per account (and 3 dashboards)
 FLEET_TAGS = 2_000  # README's fleet
 CHECKS_A_MONTH = FLEET_TAGS * 4 * 24 * 30  # every 15 minutes
 
@@ -477,14 +474,55 @@ def main() -> None:
         **{f"steady_{k}": round(v, 3) for k, v in per.items()},
         "steady_usd_month": round(steady.monthly_usd(), 2),
     }
-    bills = {tags: print_bill(steady, tags) for tags in (FLEET_TAGS, 100_000)}
+    metrics = emitted_metrics(sink.getvalue())
+    alarms = template_alarms()
+    print(
+        f"custom metrics the runs wrote: {len(metrics)} ({', '.join(sorted(name for _, name, _ in metrics))})"
+    )
+    fields["custom_metrics"] = len(metrics)
+    fields["alarms"] = alarms
+    bills = {tags: print_bill(steady, tags, len(metrics), alarms) for tags in (FLEET_TAGS, 100_000)}
     fields["bill_2000_usd"] = round(bills[FLEET_TAGS][0], 2)
     fields["bill_2000_free_tier_usd"] = round(bills[FLEET_TAGS][1], 2)
     fields["bill_100000_usd"] = round(bills[100_000][0], 2)
     print("scale: " + " ".join(f"{k}={v}" for k, v in fields.items()))
 
 
-def print_bill(run: RunFigures, tags: int) -> tuple[float, float]:
+def emitted_metrics(emf: str) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:
+    """The custom metrics the EMF lines write: what CloudWatch bills for (name and dimension set)."""
+    found = set()
+    for line in emf.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for dimensions in directive["Dimensions"]:
+                labels = tuple((name, str(blob[name])) for name in dimensions)
+                for metric in directive["Metrics"]:
+                    found.add((directive["Namespace"], metric["Name"], labels))
+    return found
+
+
+def template_alarms() -> int:
+    """Every CloudWatch alarm template.yaml creates with all its conditions true (all features on)."""
+    return (ROOT / "template.yaml").read_text().count("Type: AWS::CloudWatch::Alarm")
+
+
+def fixed_rows(metrics: int, alarms: int) -> tuple[dict[str, float], float]:
+    """The month's fixed rows and how much of them CloudWatch's always-free tier covers."""
+    rows = {
+        f"custom metrics ({metrics} x ${METRIC_MONTH:.2f})": metrics * METRIC_MONTH,
+        f"alarms ({alarms} x ${ALARM_MONTH:.2f})": alarms * ALARM_MONTH,
+        "dashboard": DASHBOARD_MONTH,
+        "KMS key": KMS_KEY_MONTH,
+    }
+    free = (
+        min(metrics, FREE_METRICS) * METRIC_MONTH + min(alarms, FREE_ALARMS) * ALARM_MONTH + DASHBOARD_MONTH
+    )
+    return rows, free
+
+
+def print_bill(run: RunFigures, tags: int, metrics: int, alarms: int) -> tuple[float, float]:
     """A month of ``tags`` checked every 15 minutes, from this run's counts per tag check (measured)
     and the prices above (cited): the steady state, nothing changing upstream. Returns the total
     before and after the account-wide free tiers of the fixed items."""
@@ -498,10 +536,11 @@ def print_bill(run: RunFigures, tags: int) -> tuple[float, float]:
         # moto's in-process DynamoDB makes the checker's milliseconds an upper bound
         "Lambda (checker time)": checks * per["checker_ms"] / 1000 * CHECKER_GB * LAMBDA_GB_S
         + invocations * LAMBDA_REQUEST,
-        **FIXED,
     }
+    fixed, free_tier = fixed_rows(metrics, alarms)
+    rows.update(fixed)
     total = sum(rows.values())
-    free = total - sum(v for k, v in FIXED.items() if k in FREE_TIER)
+    free = total - free_tier
     print(f"a month of {tags} tags every 15 minutes, steady state (measured counts x cited prices):")
     for name, usd in rows.items():
         print(f"  {name:32} ${usd:7.2f}")

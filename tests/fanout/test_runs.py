@@ -277,15 +277,16 @@ def test_the_first_scheduled_run_on_a_fresh_fleet_says_what_it_watches_once(
 def test_a_run_over_an_empty_scope_still_counts_as_completed(
     box: Sandbox, stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The heartbeat alarm reads RunsCompleted: a run with nothing to check is completed by the
-    planner (no checker will), so an empty fleet is not mistaken for a broken schedule."""
+    """The heartbeat alarm counts OldestStaleSeconds samples (one per completed run): a run with
+    nothing to check is completed by the planner (no checker will), so an empty fleet is not
+    mistaken for a broken schedule."""
     use(box, repository_include="nothing-here/*")
     capsys.readouterr()
 
     planned, _ = schedule(stack)
 
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    completed = [b for b in blobs if "RunsCompleted" in b]
+    completed = [b for b in blobs if "OldestStaleSeconds" in b and "RulePrefix" not in b]
     assert planned["tags"] == 0
-    assert [b["RunsCompleted"] for b in completed] == [[1.0]]
-    assert completed[0]["TagsChecked"] == [0.0]
+    assert [b["OldestStaleSeconds"] for b in completed] == [[0.0]]
+    assert completed[0]["service"]

@@ -40,7 +40,9 @@ def _run(box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFix
     summary = run_stack(box, stack, app=app)
     out = capsys.readouterr().out
     emf = [
-        json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"') and "TagsChecked" in line
+        json.loads(line)
+        for line in out.splitlines()
+        if line.startswith('{"_aws"') and "OldestStaleSeconds" in line
     ]
     (envelope,) = box.messages()
     return {"summary": summary, "envelope": envelope, "emf": emf, "names": names, "images": images}
@@ -57,9 +59,9 @@ def outcome(
 def opted_in(
     box: Sandbox, stack: Stack, unique_repo: str, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[dict[str, Any]]:
-    """The same run with the settings document's metrics.per_rule and per_outcome on."""
+    """The same run with the settings document's metrics.run_counts, per_rule and per_outcome on."""
     before = metrics.configured()
-    metrics.configure(metrics.MetricOptions(per_rule=True, per_outcome=True))
+    metrics.configure(metrics.MetricOptions(run_counts=True, per_rule=True, per_outcome=True))
     try:
         yield _run(box, stack, unique_repo, capsys)
     finally:
@@ -113,16 +115,14 @@ def test_sns_attributes_serve_filter_policies(outcome: dict[str, Any]) -> None:
 
 
 def test_emf_metrics_of_a_run_with_defaults_are_the_default_set(outcome: dict[str, Any]) -> None:
-    """One blob per run, per stack: the seven the dashboard and alarms read (no upstream reported a
-    pull budget here, so no RateLimitRemaining); no RulePrefix or UpstreamHost breakdown."""
+    """One blob per run, per stack: the three the alarms read; no RulePrefix or UpstreamHost
+    breakdown, and no count the dashboard charts from the logs."""
     (totals,) = outcome["emf"]
     (directive,) = totals["_aws"]["CloudWatchMetrics"]
     assert directive["Dimensions"] == [["service"]]
-    assert sorted(m["Name"] for m in directive["Metrics"]) == sorted(
-        (*metrics.DEFAULT_COUNTS, "RunsCompleted")
-    )
-    assert len(directive["Metrics"]) == 7
-    assert totals["TagsChecked"] == [4.0]
+    assert sorted(m["Name"] for m in directive["Metrics"]) == sorted(metrics.DEFAULT_COUNTS)
+    assert len(directive["Metrics"]) == 3
+    assert "TagsChecked" not in totals
     assert totals["RefreshFailed"] == [1.0]
     assert "UpstreamMissing" not in totals
 

@@ -327,10 +327,26 @@ def test_dashboard_alarm_widget_lists_every_alarm_the_stack_creates(overrides: d
 
 
 def test_dashboard_queries_the_checker_logs_for_tag_failures() -> None:
-    (widget,) = [w for w in dashboard({})["widgets"] if w["type"] == "log"]
+    (widget,) = [
+        w for w in dashboard({})["widgets"] if w["type"] == "log" and w["properties"]["view"] == "table"
+    ]
     query = widget["properties"]["query"]
     log_group = Evaluator(TEMPLATE).value({"Ref": "CheckerLogGroup"})
     assert query.startswith(f"SOURCE '{log_group}' | fields @timestamp, run_id, outcome")
     for outcome in ("refresh_failed", "upstream_error"):
         assert f'"{outcome}"' in query
     assert "sort @timestamp desc" in query
+
+
+def test_the_dashboards_count_charts_query_the_planner_and_checker_logs() -> None:
+    """The counts are not metrics by default: two time series from the run's log lines, over the
+    checker's log group and the planner's (which logs the totals of a run with nothing to check)."""
+    charts = [
+        w for w in dashboard({})["widgets"] if w["type"] == "log" and w["properties"]["view"] == "timeSeries"
+    ]
+    evaluator = Evaluator(TEMPLATE)
+    checker, planner = (evaluator.value({"Ref": name}) for name in ("CheckerLogGroup", "SyncLogGroup"))
+    sources = f"SOURCE '{checker}' | SOURCE '{planner}' | "
+    assert len(charts) == 2
+    for chart in charts:
+        assert chart["properties"]["query"].startswith(sources), chart

@@ -16,13 +16,14 @@ from ptc_sync.metrics import (
     MetricOptions,
     configure,
     configured,
+    emit_plan_metrics,
     emit_run_metrics,
     log_tag_outcomes,
     metric_count,
     oldest_staleness_seconds,
 )
 from ptc_sync.models import Outcome, RateLimitStatus, RunReport, TagResult
-from tests.template.cfn import load_template
+from tests.template.cfn import Evaluator, load_template
 
 FINISHED = datetime.now(UTC).replace(microsecond=0)
 FINISHED_MS = int(FINISHED.timestamp() * 1000)
@@ -106,23 +107,26 @@ def mixed_run() -> RunReport:
 
 
 DEFAULT_METRICS = {
-    "TagsChecked": "Count",
-    "TagsStale": "Count",
-    "TagsRefreshed": "Count",
     "RefreshFailed": "Count",
     "UpstreamErrors": "Count",
     "OldestStaleSeconds": "Seconds",
+}
+# with run_counts: the counts the dashboard otherwise charts from the run totals log line
+RUN_COUNT_METRICS = {
+    "TagsChecked": "Count",
+    "TagsStale": "Count",
+    "TagsRefreshed": "Count",
     "RunsCompleted": "Count",
     "RateLimitRemaining": "Count",
 }
-ALL_ON = MetricOptions(per_rule=True, per_host=True, per_outcome=True)
+ALL_ON = MetricOptions(run_counts=True, per_rule=True, per_host=True, per_outcome=True)
 
 
 def test_with_defaults_a_run_writes_only_the_default_metrics(
     mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The dashboard's and the alarms' metrics, per stack, and nothing else: one blob, 8 metrics
-    (RateLimitRemaining the lowest budget of the run's hosts); no RulePrefix or UpstreamHost blob."""
+    """The alarms' metrics, per stack, and nothing else: one blob, 3 metrics; no RulePrefix or
+    UpstreamHost blob, no count the dashboard reads from the logs."""
     emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions())
 
     [totals] = emitted(capsys)
@@ -132,33 +136,95 @@ def test_with_defaults_a_run_writes_only_the_default_metrics(
     assert "RulePrefix" not in totals
     assert totals["_aws"]["Timestamp"] == FINISHED_MS
     assert units(totals) == DEFAULT_METRICS
-    assert len(units(totals)) == 8
-    assert totals["TagsChecked"] == [8.0]
-    assert totals["TagsStale"] == [4.0]
-    assert totals["TagsRefreshed"] == [1.0]
     assert totals["RefreshFailed"] == [1.0]
     assert totals["UpstreamErrors"] == [1.0]
     assert totals["OldestStaleSeconds"] == [5 * 3600.0]
-    assert totals["RunsCompleted"] == [1.0]  # the heartbeat alarm's metric
-    assert totals["RateLimitRemaining"] == [87.0]
-    assert metric_count(MetricOptions(), rules=2, hosts=1) == 8
+    assert "TagsChecked" not in totals
+    assert metric_count(MetricOptions(), rules=2, hosts=1) == 3
 
 
-def test_the_default_set_is_what_the_dashboard_and_alarms_read() -> None:
-    """Every PtcSync metric template.yaml's alarms and dashboard series name is in the default set
-    (the dashboard's SEARCH expressions over RulePrefix and UpstreamHost show the opt-in breakdowns)."""
+def test_opted_in_run_counts_are_metrics_too(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions(run_counts=True))
+
+    [totals] = emitted(capsys)
+    assert units(totals) == {**RUN_COUNT_METRICS, **DEFAULT_METRICS}
+    assert totals["TagsChecked"] == [8.0]
+    assert totals["TagsStale"] == [4.0]
+    assert totals["TagsRefreshed"] == [1.0]
+    assert totals["RunsCompleted"] == [1.0]
+    assert totals["RateLimitRemaining"] == [87.0]  # the lowest budget of the run's hosts
+    # the planner's two are counted as well
+    assert metric_count(MetricOptions(run_counts=True), rules=2, hosts=1) == 8 + 2
+
+
+def test_the_planner_writes_its_counts_only_with_run_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    emit_plan_metrics(repositories=400, work_items=8, options=MetricOptions())
+    assert emitted(capsys) == []
+
+    emit_plan_metrics(
+        repositories=400, work_items=8, namespace="PtcSync", options=MetricOptions(run_counts=True)
+    )
+    [planned] = emitted(capsys)
+    assert units(planned) == {"RepositoriesQueued": "Count", "WorkItemsQueued": "Count"}
+    assert planned["RepositoriesQueued"] == [400.0]
+    assert planned["WorkItemsQueued"] == [8.0]
+
+
+def _dashboard_body(template: dict[str, Any]) -> str:
+    return json.dumps(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]).replace('\\"', '"')
+
+
+def test_the_default_set_is_what_the_alarms_read() -> None:
+    """Every PtcSync metric template.yaml's alarms name is in the default set, and every PtcSync metric
+    the dashboard charts is too (its SEARCH expressions over RulePrefix and UpstreamHost show the
+    opt-in breakdowns when they exist); the heartbeat counts OldestStaleSeconds samples."""
     template = load_template()
     alarmed = {
-        r["Properties"]["MetricName"]
-        for r in template["Resources"].values()
+        name: r["Properties"]
+        for name, r in template["Resources"].items()
         if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "PtcSync"
     }
-    body = json.dumps(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
-    charted = set(re.findall(r'\["PtcSync", "(\w+)"', body.replace('\\"', '"')))
-    charted |= set(re.findall(r'\["\.", "(\w+)", "\.", "\."', body.replace('\\"', '"')))
-    assert alarmed == {"RefreshFailed", "UpstreamErrors", "RunsCompleted", "OldestStaleSeconds"}
-    assert {"TagsChecked", "RateLimitRemaining"} <= charted
-    assert alarmed | charted <= set(DEFAULT_METRICS), (alarmed | charted) - set(DEFAULT_METRICS)
+    body = _dashboard_body(template)
+    charted = set(re.findall(r'\["PtcSync", "(\w+)"', body))
+    charted |= set(re.findall(r'\["\.", "(\w+)", "\.", "\."', body))
+    assert {p["MetricName"] for p in alarmed.values()} == set(DEFAULT_METRICS)
+    assert alarmed["HeartbeatAlarm"]["Statistic"] == "SampleCount"
+    assert alarmed["HeartbeatAlarm"]["MetricName"] == "OldestStaleSeconds"
+    assert charted <= set(DEFAULT_METRICS), charted - set(DEFAULT_METRICS)
+
+
+def test_the_dashboards_log_queries_read_fields_the_run_logs(
+    mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The count and pull-budget widgets are Logs Insights queries over the run's log lines: each
+    field a query aggregates is a field of the line its filter selects."""
+    stream = io.StringIO()
+    logger = Logger(service=f"test-{uuid.uuid4().hex}", stream=stream)
+    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions(), logger=logger)
+    capsys.readouterr()
+    lines: dict[str, dict[str, Any]] = {}
+    for line in stream.getvalue().splitlines():
+        fields = json.loads(line)
+        lines.setdefault(fields["message"], fields)
+    template = load_template()
+    widgets = json.loads(
+        Evaluator(template).value(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+    )
+    log_queries = [w["properties"]["query"] for w in widgets["widgets"] if w["type"] == "log"]
+    queries = [
+        found.groups()
+        for query in log_queries
+        if (found := re.search(r'filter message = "([^"]+)" \| stats (.+?) by bin', query))
+    ]
+    assert {message for message, _ in queries} == {"run totals", "upstream budget"}
+    for message, stats in queries:
+        aggregated = re.findall(r"(?:sum|min|max|avg)\((\w+)\)", stats)
+        assert aggregated, stats
+        for field in aggregated:
+            assert isinstance(lines[message][field], int | float), (message, field)
+    assert lines["run totals"]["TagsChecked"] == 8
 
 
 def test_without_opt_in_the_breakdowns_are_log_fields(mixed_run: RunReport) -> None:
@@ -224,7 +290,7 @@ def test_per_rule_alone_breaks_down_the_default_set_only(
     blobs = emitted(capsys)
     assert len(blobs) == 1 + 2
     for blob in blobs[1:]:
-        assert set(units(blob)) == set(DEFAULT_METRICS) - {"RunsCompleted", "RateLimitRemaining"}
+        assert set(units(blob)) == set(DEFAULT_METRICS)
 
 
 def test_opted_in_rate_limit_remaining_per_upstream_host_that_reported_one(
@@ -243,10 +309,15 @@ def test_opted_in_rate_limit_remaining_per_upstream_host_that_reported_one(
 def test_opted_in_per_outcome_adds_the_rarer_counts_to_the_totals(
     mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions(per_outcome=True))
+    emit_run_metrics(mixed_run, service="ptc-sync", options=MetricOptions(run_counts=True, per_outcome=True))
 
     [totals] = emitted(capsys)
-    assert units(totals) == {**DEFAULT_METRICS, **dict.fromkeys(COUNT_METRICS, "Count"), "RunErrors": "Count"}
+    assert units(totals) == {
+        **DEFAULT_METRICS,
+        **RUN_COUNT_METRICS,
+        **dict.fromkeys(COUNT_METRICS, "Count"),
+        "RunErrors": "Count",
+    }
     assert totals["UpstreamMissing"] == [1.0]
     assert totals["RateLimited"] == [1.0]
     assert totals["Immutable"] == [1.0]
@@ -256,13 +327,14 @@ def test_opted_in_per_outcome_adds_the_rarer_counts_to_the_totals(
 def test_metric_count_with_every_opt_in_matches_the_emitted_blobs(
     mixed_run: RunReport, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Blobs: totals, one per rule, one per host; metrics (what CloudWatch bills): 13 + 2 x 10 + 1."""
+    """Blobs: totals, one per rule, one per host; metrics (what CloudWatch bills): 13 + 2 x 10 + 1,
+    and the planner's two."""
     emit_run_metrics(mixed_run, service="ptc-sync", options=ALL_ON)
 
     blobs = emitted(capsys)
     assert len(blobs) == 1 + 2 + 1
     written = sum(len(units(blob)) for blob in blobs)
-    assert written == metric_count(ALL_ON, rules=2, hosts=1) == 13 + 2 * 10 + 1
+    assert written + 2 == metric_count(ALL_ON, rules=2, hosts=1) == 13 + 2 * 10 + 1 + 2
 
 
 def test_the_configured_options_apply_when_none_are_passed(

@@ -170,6 +170,7 @@ def test_the_document_becomes_sync_settings() -> None:
     assert settings.repository_include == ("docker-hub/library/*", "quay/prometheus/*")
     assert settings.prewarm_images == ("docker-hub/library/python:3.13-slim", "docker-hub/library/node:lts")
     assert settings.discover[0].variant == "slim"
+    assert settings.metrics_run_counts is True
     assert settings.metrics_per_rule is True
     assert settings.metrics_per_outcome is False
     assert settings.history_days == 30

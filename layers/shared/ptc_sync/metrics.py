@@ -1,15 +1,17 @@
 """CloudWatch metrics (EMF) and structured log lines for one sync run.
 
 CloudWatch bills each metric name and dimension set ($0.30 a month each), so by default a run writes
-only what the dashboard and the alarms read, per stack (dimension ``service`` = the stack name):
+only what the alarms read, per stack (dimension ``service`` = the stack name): one blob of run totals
+with ``RefreshFailed``, ``UpstreamErrors`` and ``OldestStaleSeconds``. Every completed run writes that
+blob once (``OldestStaleSeconds`` is 0 when nothing is stale), so the sample count of
+``OldestStaleSeconds`` is the number of completed runs: the heartbeat alarm reads it, and needs no
+metric of its own. The dashboard charts the other counts from the run's log lines (Logs Insights).
 
-- one blob of run totals: ``TagsChecked``, ``TagsStale``, ``TagsRefreshed``, ``RefreshFailed``,
-  ``UpstreamErrors``, ``OldestStaleSeconds``, ``RunsCompleted`` (= 1: the heartbeat alarm fires when
-  no run completed in two schedule intervals) and, when an upstream reported a pull budget,
-  ``RateLimitRemaining`` (the lowest of the run's hosts).
+Opt-in (the settings document's ``metrics``; ``MetricOptions``):
 
-Breakdowns are opt-in (the settings document's ``metrics``; ``MetricOptions``):
-
+- ``run_counts``: the run's counts as metrics too: ``TagsChecked``, ``TagsStale``, ``TagsRefreshed``,
+  ``RunsCompleted`` (= 1) and, when an upstream reported a pull budget, ``RateLimitRemaining`` (the
+  lowest of the run's hosts); the planner's ``RepositoriesQueued`` and ``WorkItemsQueued``;
 - ``per_rule``: one blob per rule prefix, dimensioned by ``RulePrefix`` and ``service``;
 - ``per_host``: ``RateLimitRemaining`` per upstream host, dimensioned by ``UpstreamHost`` and ``service``;
 - ``per_outcome``: the rarer outcomes' counts too (``UpstreamMissing``, ``RateLimited``, ``Immutable``,
@@ -18,6 +20,7 @@ Breakdowns are opt-in (the settings document's ``metrics``; ``MetricOptions``):
 Every run also logs its counts whatever is opted in, as structured fields Logs Insights aggregates
 (``filter message = "rule totals" | stats sum(TagsChecked) by rule``): one ``run totals`` line, one
 ``rule totals`` line per rule prefix and one ``upstream budget`` line per host that reported a budget.
+The dashboard's count and pull-budget widgets are those queries.
 
 Blobs are built with ``EphemeralMetrics`` (no state shared with the handler's ``Metrics``) and
 stamped with the run's finish time.
@@ -48,19 +51,16 @@ DEFAULT_NAMESPACE: Final = "PtcSync"
 RULE_DIMENSION: Final = "RulePrefix"
 HOST_DIMENSION: Final = "UpstreamHost"
 NO_RULE: Final = "(no rule)"
-RUNS_COMPLETED: Final = "RunsCompleted"  # once per completed run, in the run totals only (heartbeat)
-OLDEST_STALE: Final = "OldestStaleSeconds"  # the staleness alarm's metric
+RUNS_COMPLETED: Final = "RunsCompleted"  # once per completed run, in the run totals, with run_counts
+OLDEST_STALE: Final = "OldestStaleSeconds"  # the staleness alarm's metric; its sample count, the heartbeat
 RATE_LIMIT_REMAINING: Final = "RateLimitRemaining"
 RUN_ERRORS: Final = "RunErrors"
-# what the dashboard and the alarms read: the default set, per stack and, opted in, per rule
-DEFAULT_COUNTS: Final = (
-    "TagsChecked",
-    "TagsStale",
-    "TagsRefreshed",
-    "RefreshFailed",
-    "UpstreamErrors",
-    OLDEST_STALE,
-)
+# what the alarms read: the default set, per stack and, opted in, per rule
+DEFAULT_COUNTS: Final = ("RefreshFailed", "UpstreamErrors", OLDEST_STALE)
+# what the dashboard charts from the run totals log line; metrics too with run_counts
+RUN_COUNTS: Final = ("TagsChecked", "TagsStale", "TagsRefreshed")
+# the planner's, metrics with run_counts (logged in its "run planned" line either way)
+PLANNER_COUNTS: Final = ("RepositoriesQueued", "WorkItemsQueued")
 # read by nothing the stack creates: logged every run, metrics only with per_outcome
 OUTCOME_COUNTS: Final = ("UpstreamMissing", "RateLimited", "Immutable", "ImagesWarming")
 
@@ -71,12 +71,18 @@ _log = Logger(child=True)
 class MetricOptions:
     """The opt-in breakdowns (the settings document's ``metrics``)."""
 
+    run_counts: bool = False
     per_rule: bool = False
     per_host: bool = False
     per_outcome: bool = False
 
     def counts(self) -> tuple[str, ...]:
-        return DEFAULT_COUNTS + OUTCOME_COUNTS if self.per_outcome else DEFAULT_COUNTS
+        """The tag counts each blob (the totals, and each rule's) carries."""
+        return (
+            (RUN_COUNTS if self.run_counts else ())
+            + DEFAULT_COUNTS
+            + (OUTCOME_COUNTS if self.per_outcome else ())
+        )
 
 
 _configured = MetricOptions()
@@ -165,9 +171,10 @@ def emit_run_metrics(
     totals = {name: counts[name] for name in names}
     if opts.per_outcome:
         totals[RUN_ERRORS] = len(report.errors)
-    totals[RUNS_COMPLETED] = 1
-    if budgets:
-        totals[RATE_LIMIT_REMAINING] = min(budgets.values())
+    if opts.run_counts:
+        totals[RUNS_COMPLETED] = 1
+        if budgets:
+            totals[RATE_LIMIT_REMAINING] = min(budgets.values())
     _flush(report, namespace, service, totals, dimensions={})
     log.info(
         "run totals",
@@ -192,11 +199,26 @@ def emit_run_metrics(
         )
 
 
+def emit_plan_metrics(
+    *, repositories: int, work_items: int, namespace: str | None = None, options: MetricOptions | None = None
+) -> None:
+    """The planner's counts as metrics, with ``run_counts`` only (its "run planned" log line carries
+    them either way). The planner lists repositories, not tags: it measures what it queued."""
+    if not (options or _configured).run_counts:
+        return
+    planned = EphemeralMetrics(namespace=namespace)
+    for name, value in zip(PLANNER_COUNTS, (repositories, work_items), strict=True):
+        planned.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    planned.flush_metrics()
+
+
 def metric_count(options: MetricOptions, *, rules: int, hosts: int) -> int:
     """Custom metrics (name and dimension set) a stack's runs write: what CloudWatch bills for, with
-    ``rules`` rule prefixes and ``hosts`` upstream hosts reporting a budget (the planner's own two,
-    TagsQueued and WorkItemsQueued, are not counted here)."""
-    totals = len(options.counts()) + (1 if options.per_outcome else 0) + 1 + (1 if hosts else 0)
+    ``rules`` rule prefixes and ``hosts`` upstream hosts reporting a budget, the planner's two
+    (with ``run_counts``) included."""
+    totals = len(options.counts()) + (1 if options.per_outcome else 0)
+    if options.run_counts:
+        totals += 1 + (1 if hosts else 0) + len(PLANNER_COUNTS)
     per_rule = len(options.counts()) * rules if options.per_rule else 0
     per_host = hosts if options.per_host else 0
     return totals + per_rule + per_host

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.parser import parse
@@ -22,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, mo
 from ptc_sync.checker import RetryableError
 from ptc_sync.ecr import EcrError
 from ptc_sync.events import ScheduledSyncEvent
-from ptc_sync.metrics import emit_run_metrics
+from ptc_sync.metrics import emit_plan_metrics, emit_run_metrics
 from ptc_sync.models import RunReport
 from ptc_sync.notify import NotifyError
 from ptc_sync.ondemand import EcrPullThroughCacheEvent, parse_request_event
@@ -224,11 +223,7 @@ def _send(app: App, planner: Planner, plan: Plan, *, dry_run: bool) -> dict[str,
     if plan.errors:
         logger.warning("planning problems", extra={"run_id": plan.run_id, "errors": plan.errors})
         _report_problems(app, plan.run_id, plan.errors, dry_run=dry_run)
-    planned = EphemeralMetrics(namespace=app.metrics_namespace)
-    # the planner lists repositories, not tags (the checkers list them): it measures what it queued
-    planned.add_metric(name="RepositoriesQueued", unit=MetricUnit.Count, value=plan.scanned)
-    planned.add_metric(name="WorkItemsQueued", unit=MetricUnit.Count, value=len(plan.items))
-    planned.flush_metrics()
+    emit_plan_metrics(repositories=plan.scanned, work_items=len(plan.items), namespace=app.metrics_namespace)
     logger.info("run planned", extra={k: v for k, v in summary.items() if k != "errors"})
     return summary
 

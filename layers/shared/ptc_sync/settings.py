@@ -147,7 +147,8 @@ class SyncSettings(BaseModel):
     # the stack's settings document (SSM parameter name); its fields arrive as the fields above
     settings_parameter: str | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # metric breakdowns beyond the per-stack set the dashboard and alarms read (ptc_sync.metrics)
+    # metrics beyond the per-stack set the alarms read (ptc_sync.metrics)
+    metrics_run_counts: Flag = False
     metrics_per_rule: Flag = False
     metrics_per_host: Flag = False
     metrics_per_outcome: Flag = False
@@ -247,10 +248,11 @@ MAX_LIST: Final = 500  # entries of one list: patterns, pre-warm images, discove
 
 
 class MetricsDocument(BaseModel):
-    """``"metrics"``: breakdowns beyond the per-stack set (each costs metrics per rule or host)."""
+    """``"metrics"``: metrics beyond the per-stack set the alarms read (each costs $0.30 a month)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    run_counts: bool = False
     per_rule: bool = False
     per_host: bool = False
     per_outcome: bool = False
@@ -303,6 +305,7 @@ class SettingsDocument(BaseModel):
             values[name] = tuple(values[name])
         values["prewarm_images"] = tuple(self.prewarm)
         values["discover"] = tuple(self.discover)
+        values["metrics_run_counts"] = self.metrics.run_counts
         values["metrics_per_rule"] = self.metrics.per_rule
         values["metrics_per_host"] = self.metrics.per_host
         values["metrics_per_outcome"] = self.metrics.per_outcome

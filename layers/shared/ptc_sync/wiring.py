@@ -220,6 +220,7 @@ class SettingsContainer:
                 apply_log_level(settings.log_level, self._environ)
                 configure_metrics(
                     MetricOptions(
+                        run_counts=settings.metrics_run_counts,
                         per_rule=settings.metrics_per_rule,
                         per_host=settings.metrics_per_host,
                         per_outcome=settings.metrics_per_outcome,
