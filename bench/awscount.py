@@ -128,43 +128,27 @@ class AwsCounter:
             self.rru[label] += reads
             self.wru[label] += writes
 
-    def _stored_size(self, table: str, key: dict[str, Any]) -> int:
+    def _stored_write_units(self, table: str, key: dict[str, Any]) -> int:
+        """The write units of the stored item after a write, with each global secondary index that
+        holds it (its keys are in the item) charged the write again; no item: none."""
         from moto.dynamodb.models import dynamodb_backends
 
-        backend = dynamodb_backends[self.account][self.region]
         try:
-            stored = backend.get_item(table, key)
+            stored = dynamodb_backends[self.account][self.region].get_item(table, key)
         except Exception:  # a bench estimate: no item, one unit
-            return 0
+            stored = None
         if stored is None:
-            return 0
-        return stored.size()
+            return _write_units(0)
+        return _write_units(stored.size()) * (1 + self._indexes_holding(table, stored.attrs))
 
-    def _index_copies(self, table: str, key: dict[str, Any]) -> int:
-        """How many global secondary indexes hold the stored item (each costs the write again)."""
-        from moto.dynamodb.models import dynamodb_backends
-
-        backend = dynamodb_backends[self.account][self.region]
-        try:
-            stored = backend.get_item(table, key)
-            indexes = backend.get_table(table).global_indexes
-        except Exception:  # a bench estimate: no item, no index
-            return 0
-        if stored is None:
-            return 0
-        return self._indexes_holding(indexes, stored.attrs)
-
-    def _put_copies(self, table: str, item: dict[str, Any]) -> int:
+    def _indexes_holding(self, table: str, attrs: Any) -> int:
+        """How many global secondary indexes of ``table`` an item with ``attrs`` is copied to."""
         from moto.dynamodb.models import dynamodb_backends
 
         try:
             indexes = dynamodb_backends[self.account][self.region].get_table(table).global_indexes
         except Exception:  # a bench estimate: no index
             return 0
-        return self._indexes_holding(indexes, item)
-
-    @staticmethod
-    def _indexes_holding(indexes: Any, attrs: Any) -> int:
         return sum(1 for index in indexes if all(k["AttributeName"] in attrs for k in index.schema))
 
     def _key_of(self, table: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +191,7 @@ class AwsCounter:
             if failed or op == "DeleteItem":
                 return 1
             key = params.get("Key") or self._key_of(table, params.get("Item", {}))
-            return _write_units(self._stored_size(table, key)) * (1 + self._index_copies(table, key))
+            return self._stored_write_units(table, key)
         units = 0
         if op == "BatchWriteItem":
             for table, requests in params.get("RequestItems", {}).items():
@@ -215,7 +199,7 @@ class AwsCounter:
                 for request in requests[: max(0, len(requests) - left)]:
                     put = request.get("PutRequest")
                     units += (
-                        _write_units(item_size(put["Item"])) * (1 + self._put_copies(table, put["Item"]))
+                        _write_units(item_size(put["Item"])) * (1 + self._indexes_holding(table, put["Item"]))
                         if put
                         else 1
                     )
@@ -227,6 +211,5 @@ class AwsCounter:
                     units += 2
                     continue
                 key = spec.get("Key") or self._key_of(table, spec.get("Item", {}))
-                copies = 1 + self._index_copies(table, key)
-                units += 2 * _write_units(self._stored_size(table, key)) * copies
+                units += 2 * self._stored_write_units(table, key)
         return units

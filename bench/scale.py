@@ -533,7 +533,7 @@ def print_bill(run: RunFigures, tags: int, metrics: int, alarms: int) -> tuple[f
         "DynamoDB writes": checks * per["ddb_wru"] * PRICES["dynamodb_wru"],
         "DynamoDB reads": checks * per["ddb_rru"] * PRICES["dynamodb_rru"],
         "SQS": checks * per["sqs"] * PRICES["sqs_request"],
-        # moto's in-process DynamoDB makes the checker's milliseconds an upper bound
+        # the checker's time against moto in process and a loopback registry: an order of magnitude
         "Lambda (checker time)": checks * per["checker_ms"] / 1000 * CHECKER_GB * LAMBDA_GB_S
         + invocations * LAMBDA_REQUEST,
     }
