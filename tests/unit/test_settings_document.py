@@ -6,8 +6,10 @@ is built from a half-valid one."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from moto import mock_aws
 from pydantic import BaseModel
 
 from ptc_sync import metrics, wiring
+from ptc_sync.logs import service_logger
 from ptc_sync.settings import (
     MetricsDocument,
     SettingsDocument,
@@ -258,6 +261,24 @@ def test_the_metric_opt_ins_follow_the_document() -> None:
         assert metrics.configured() == metrics.MetricOptions()
     finally:
         metrics.configure(before)
+
+
+def test_the_documents_log_level_is_the_service_loggers() -> None:
+    """The document's log_level lands on the function's Powertools Logger (``service_logger``)."""
+    service = f"level-test-{uuid.uuid4().hex}"
+    stream = io.StringIO()
+    logger = service_logger(service=service, stream=stream)
+    environ = {"POWERTOOLS_SERVICE_NAME": service}
+    try:
+        container([{"log_level": "DEBUG"}], environ)[0].get()
+        logger.debug("shown")
+        container([{"log_level": "WARNING"}], environ)[0].get()
+        logger.info("hidden")
+        logger.warning("shown too")
+    finally:
+        logger.setLevel("INFO")
+    messages = [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+    assert messages == ["shown", "shown too"]
 
 
 def test_a_pinned_app_reads_no_document() -> None:

@@ -62,12 +62,25 @@ def redact_package_loggers() -> None:
             existing.addFilter(RedactingFilter())
 
 
+_SERVICE_LOGGERS: dict[str, Logger] = {}  # service name -> the Logger service_logger made for it
+
+
 def service_logger(**options: Any) -> Logger:
     """The function's Powertools Logger, redacting (and the package's plain loggers with it)."""
     redact_package_loggers()
     logger = Logger(logger_formatter=RedactingFormatter(), **options)
+    _SERVICE_LOGGERS[logger.service] = logger
     # records are redacted in place too, before any handler after this one (the root's) sees them
     handler = logger.registered_handler
     if not any(isinstance(f, RedactingFilter) for f in handler.filters):
         handler.addFilter(RedactingFilter())
     return logger
+
+
+def set_service_level(service: str, level: str) -> None:
+    """``level`` on the service's Logger (``service_logger``), when this process made one: the
+    package's ``Logger(child=True)`` loggers follow it. Powertools' ``setLevel`` applies its own
+    precedence (a level set by Lambda's advanced logging controls wins, with a warning)."""
+    logger = _SERVICE_LOGGERS.get(service)
+    if logger is not None:
+        logger.setLevel(level)

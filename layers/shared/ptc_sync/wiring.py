@@ -14,7 +14,6 @@ invocation after that, an invalid one is logged with every bad field named and f
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 import time
@@ -43,6 +42,7 @@ from ptc_sync.discovery import Discovery
 from ptc_sync.ecr import EcrAdapter
 from ptc_sync.importer import ApiImporter, CacheImporter, ChosenImporter, EndpointImporter, choose_import_path
 from ptc_sync.journal import BackupLedger, DynamoJournal, LocalJournal, RefreshJournal
+from ptc_sync.logs import set_service_level
 from ptc_sync.metrics import MetricOptions
 from ptc_sync.metrics import configure as configure_metrics
 from ptc_sync.notify import Notifier, SnsNotifier
@@ -177,7 +177,7 @@ def apply_log_level(level: str, environ: Mapping[str, str] = os.environ) -> None
     """The document's log_level on the function's Powertools Logger (named after the service)."""
     service = environ.get("POWERTOOLS_SERVICE_NAME")
     if service:
-        logging.getLogger(service).setLevel(level)
+        set_service_level(service, level)
 
 
 class SettingsContainer:
